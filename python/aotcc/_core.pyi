@@ -1,0 +1,97 @@
+"""Type stubs for the Rust core (`rust/py/`). Offsets here are characters, not bytes."""
+
+from typing import Callable, Sequence, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+FORMAT_VERSION: int
+
+class AotccError(Exception):
+    """Base of every error the core raises."""
+
+class InputError(AotccError):
+    """A source file is not valid UTF-8, or an input is unusable."""
+
+class SpecError(AotccError):
+    """The term spec is malformed: missing field, duplicate name, claimed alias, unknown `requires`."""
+
+class PlanError(AotccError):
+    """Planning failed: a `requires` cycle, an explicit tag id that collides with the source."""
+
+class CountError(AotccError):
+    """The token counter failed or returned a wrong number of counts."""
+
+class ArtifactError(AotccError):
+    """A `.aotc` file is truncated, corrupt, or of another format version."""
+
+class Progress:
+    """Shared progress counters: the core updates them while it runs without the GIL."""
+
+    def __init__(self) -> None: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+
+Counter = Callable[[list[str]], Sequence[int]]
+
+class Compiler:
+    """A validated term spec and compile options, with the detection automaton built once."""
+
+    def __init__(
+        self,
+        spec_json: str,
+        spec_name: str = "<spec>",
+        *,
+        budget: int = 512,
+        placement: str = "chunk",
+        references: str = "tag",
+    ) -> None: ...
+    @property
+    def term_names(self) -> list[str]: ...
+    @property
+    def spec_hash(self) -> str: ...
+    def compile(
+        self,
+        sources: Sequence[tuple[str, bytes]],
+        *,
+        counter: Counter | None = None,
+        tokenizer: str = "estimator",
+        progress: Progress | None = None,
+    ) -> Artifact:
+        """Compile `(name, bytes)` sources (concatenated in order) into an artifact.
+
+        `counter` maps a batch of strings to their token counts; `None` uses the core's
+        estimator. `tokenizer` is the fingerprint recorded in the artifact.
+        """
+    def detect(self, text: str) -> dict[str, npt.NDArray[np.int64]]:
+        """Occurrences in `text`: arrays `start`, `end` (characters), `term`, `alias`."""
+
+class Artifact:
+    """A compiled prompt: the `.aotc` contents, immutable."""
+
+    @staticmethod
+    def from_bytes(data: bytes, name: str = "<artifact>") -> Artifact: ...
+    def to_bytes(self) -> bytes: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    def source(self) -> bytes: ...
+    def chunks(self) -> dict[str, npt.NDArray[np.int64]]:
+        """`src_start src_end out_start out_end` (characters), `tokens` (source), `out_tokens`."""
+    def source_map(self) -> dict[str, npt.NDArray[np.int64]]:
+        """`out_start out_end src_start src_end kind term`; kind 0 copy, 1 definition, 2 reference, 3 annotation."""
+    def occurrences(self) -> dict[str, npt.NDArray[np.int64]]:
+        """`start end` (source characters), `term`, `chunk`, `role` (0 first mention, 1 later mention)."""
+    def terms(self) -> list[dict[str, object]]: ...
+    def manifest(self) -> dict[str, object]: ...
+    def timings(self) -> dict[str, float]: ...
+
+def blake3_hex(data: bytes) -> str: ...
+def hash_file(path: str) -> str:
+    """BLAKE3 of a file's contents (memory-mapped, multithreaded), hex."""

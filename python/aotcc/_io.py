@@ -1,0 +1,56 @@
+"""File input and output: reading prompts (`-` is stdin) and writing outputs atomically,
+so a failed run never leaves a partial file behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from aotcc.errors import InputError
+
+
+def read_input(name: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file, or of standard input for `-`."""
+    if str(name) == "-":
+        return sys.stdin.buffer.read()
+    path = Path(name)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Refuses an output path whose directory is missing, before any work is done."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{p}: directory {parent} does not exist")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory; give a file name")
+    return p
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
+    """Writes `data` to a temporary file beside `path`, then renames it into place."""
+    p = check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p

@@ -1,0 +1,71 @@
+"""The `aotcc` command line: `main(argv) -> int`. Exit 0 ok, 1 a check failed,
+2 an error (one line on stderr naming the file, term, field or offset). Data goes to
+stdout, diagnostics and progress to stderr; `--json` where a machine reads it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+from aotcc import __version__
+from aotcc.errors import AotccError, CheckFailed
+
+# Each module adds its subcommands with `register(subparsers)`.
+COMMAND_MODULES = ["aotcc.cli.compile_cmds"]
+
+log = logging.getLogger("aotcc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aotcc",
+        description=(
+            "Ahead-of-time context compiler: inject each glossary term's definition where it first "
+            "appears, rewrite later mentions as abstract tags, and bake the result into a KV state."
+        ),
+        epilog="Exit codes: 0 ok, 1 a check failed, 2 an error. Run `aotcc COMMAND --help` for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"aotcc {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help is 0, a usage error is 2
+        return int(e.code or 0)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="aotcc: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except CheckFailed as e:
+        print(f"aotcc: check failed: {e}", file=sys.stderr)
+        return 1
+    except AotccError as e:
+        print(f"aotcc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aotcc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. `| head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as e:  # never a traceback for the user; AOTCC_DEBUG=1 shows it
+        if os.environ.get("AOTCC_DEBUG"):
+            raise
+        print(f"aotcc: internal error: {type(e).__name__}: {e} (set AOTCC_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 2
+
+
+def run() -> None:
+    sys.exit(main())

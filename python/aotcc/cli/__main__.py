@@ -1,0 +1,3 @@
+from aotcc.cli import run
+
+run()

@@ -1,0 +1,291 @@
+//! Planning: each term's first appearance (the chunk of its first occurrence, or earlier
+//! when a term that depends on it appears first), the injection order (dependencies
+//! first), and deterministic, collision-free tag ids.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::chunk::Chunk;
+use crate::detect::{Detector, Occurrence};
+use crate::error::{Error, ErrorKind};
+use crate::spec::Spec;
+
+/// The dependency graph of a spec, made acyclic.
+#[derive(Debug, Clone)]
+pub(crate) struct Dependencies {
+    /// For each term, the terms whose definitions must come first, in order.
+    pub deps: Vec<Vec<usize>>,
+    /// Edges found in definitions that closed a cycle and were dropped.
+    pub warnings: Vec<String>,
+}
+
+impl Dependencies {
+    /// `requires` edges, then terms mentioned in each definition; a `requires`-only
+    /// cycle is an error, a cycle closed by a mention edge is broken.
+    pub(crate) fn build(spec: &Spec, detector: &Detector) -> Result<Dependencies, Error> {
+        let n = spec.terms.len();
+        let requires: Vec<Vec<usize>> = spec.terms.iter().map(|t| t.requires.clone()).collect();
+        if let Some(cycle) = find_cycle(&requires) {
+            let names: Vec<&str> = cycle.iter().map(|&i| spec.terms[i].name.as_str()).collect();
+            return Err(Error::new(ErrorKind::Plan, format!("requires cycle: {}", names.join(" -> "))));
+        }
+        let mut edges: Vec<Vec<(usize, bool)>> = Vec::with_capacity(n); // (target, is_requires)
+        for (i, t) in spec.terms.iter().enumerate() {
+            let mut e: Vec<(usize, bool)> = t.requires.iter().map(|&j| (j, true)).collect();
+            for o in detector.find(&t.definition, &[0]) {
+                let j = o.term as usize;
+                if j != i && !e.iter().any(|&(k, _)| k == j) {
+                    e.push((j, false));
+                }
+            }
+            edges.push(e);
+        }
+        // Depth-first from each term in spec order; drop mention edges back onto the path.
+        let mut state = vec![0u8; n]; // 0 new, 1 on path, 2 done
+        let mut warnings = Vec::new();
+        for root in 0..n {
+            if state[root] != 0 {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            state[root] = 1;
+            while let Some(&mut (v, ref mut k)) = stack.last_mut() {
+                if *k < edges[v].len() {
+                    let (w, is_req) = edges[v][*k];
+                    *k += 1;
+                    match state[w] {
+                        0 => {
+                            state[w] = 1;
+                            stack.push((w, 0));
+                        }
+                        1 => {
+                            debug_assert!(!is_req, "requires cycles were rejected above");
+                            warnings.push(format!(
+                                "definition of {:?} mentions {:?}, which depends on it: that edge is ignored",
+                                spec.terms[v].name, spec.terms[w].name
+                            ));
+                            edges[v][*k - 1].0 = usize::MAX;
+                        }
+                        _ => {}
+                    }
+                } else {
+                    state[v] = 2;
+                    stack.pop();
+                }
+            }
+        }
+        let deps = edges
+            .into_iter()
+            .map(|e| e.into_iter().filter(|&(w, _)| w != usize::MAX).map(|(w, _)| w).collect())
+            .collect();
+        Ok(Dependencies { deps, warnings })
+    }
+}
+
+/// A cycle in `graph` as a closed path (first node repeated at the end), if any.
+fn find_cycle(graph: &[Vec<usize>]) -> Option<Vec<usize>> {
+    let n = graph.len();
+    let mut state = vec![0u8; n];
+    for root in 0..n {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = 1;
+        while let Some(&mut (v, ref mut k)) = stack.last_mut() {
+            if *k < graph[v].len() {
+                let w = graph[v][*k];
+                *k += 1;
+                match state[w] {
+                    0 => {
+                        state[w] = 1;
+                        stack.push((w, 0));
+                    }
+                    1 => {
+                        let from = stack.iter().position(|&(u, _)| u == w).expect("on path");
+                        let mut cycle: Vec<usize> = stack[from..].iter().map(|&(u, _)| u).collect();
+                        cycle.push(w);
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                state[v] = 2;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+/// The plan of one compile.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Injected terms in injection order.
+    pub order: Vec<usize>,
+    /// Per term: the chunk of its first appearance, if injected.
+    pub first_chunk: Vec<Option<u32>>,
+    /// Per term: its tag id (`A`, `REFUND`, …), if injected.
+    pub ids: Vec<Option<String>>,
+    /// Per term: index of its first occurrence, if it occurs.
+    pub first_occurrence: Vec<Option<usize>>,
+    /// Per occurrence: its chunk.
+    pub occurrence_chunk: Vec<u32>,
+    /// Per term: how many times it occurs.
+    pub occurrence_count: Vec<u32>,
+}
+
+/// The full tag name of an id: `__{prefix}_{id}__`.
+pub(crate) fn tag_name(prefix: &str, id: &str) -> String {
+    format!("__{prefix}_{id}__")
+}
+
+/// Bijective base-26 labels: 0 → A, 25 → Z, 26 → AA.
+pub(crate) fn label(mut n: usize) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + (n % 26) as u8);
+        if n < 26 {
+            break;
+        }
+        n = n / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// Ids `X` for which `__{prefix}_X__` occurs in `text`, with the byte offset of one occurrence.
+pub(crate) fn ids_in(text: &str, prefix: &str, found: &mut HashMap<String, usize>) {
+    let needle = format!("__{prefix}_");
+    let bytes = text.as_bytes();
+    for at in memchr::memmem::find_iter(bytes, needle.as_bytes()) {
+        let rest = &bytes[at + needle.len()..];
+        let run = rest.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+        for p in 1..run {
+            if rest[p] == b'_' && rest.get(p + 1) == Some(&b'_') {
+                let id = String::from_utf8_lossy(&rest[..p]).into_owned();
+                found.entry(id).or_insert(at);
+            }
+        }
+    }
+}
+
+pub(crate) fn plan(
+    spec: &Spec,
+    deps: &Dependencies,
+    occurrences: &[Occurrence],
+    chunks: &[Chunk],
+    source: &str,
+) -> Result<Plan, Error> {
+    let n = spec.terms.len();
+    let mut first_occurrence: Vec<Option<usize>> = vec![None; n];
+    let mut occurrence_count = vec![0u32; n];
+    let mut occurrence_chunk = Vec::with_capacity(occurrences.len());
+    let mut c = 0;
+    for (k, o) in occurrences.iter().enumerate() {
+        while c + 1 < chunks.len() && chunks[c].end <= o.start {
+            c += 1;
+        }
+        occurrence_chunk.push(c as u32);
+        let t = o.term as usize;
+        occurrence_count[t] += 1;
+        first_occurrence[t].get_or_insert(k);
+    }
+
+    // Walk occurrences in order: a term's first occurrence emits its dependencies
+    // (post-order) and then the term, all into that occurrence's chunk.
+    let mut first_chunk: Vec<Option<u32>> = vec![None; n];
+    let mut order = Vec::new();
+    for (k, o) in occurrences.iter().enumerate() {
+        let t = o.term as usize;
+        if first_occurrence[t] != Some(k) || first_chunk[t].is_some() {
+            continue;
+        }
+        emit(t, occurrence_chunk[k], &deps.deps, &mut first_chunk, &mut order);
+    }
+
+    // Tag ids: explicit, else the next free label.
+    let prefix = &spec.options.id_prefix;
+    let mut taken: HashMap<String, usize> = HashMap::new();
+    ids_in(source, prefix, &mut taken);
+    let mut in_definitions: HashMap<String, usize> = HashMap::new();
+    for t in &spec.terms {
+        ids_in(&t.definition, prefix, &mut in_definitions);
+    }
+    let explicit: HashSet<&str> = spec.terms.iter().filter_map(|t| t.id.as_deref()).collect();
+    let mut ids: Vec<Option<String>> = vec![None; n];
+    let mut next_label = 0;
+    for &t in &order {
+        let term = &spec.terms[t];
+        if let Some(id) = &term.id {
+            if let Some(at) = taken.get(id) {
+                return Err(Error::new(
+                    ErrorKind::Plan,
+                    format!("term {:?}: tag {} already occurs in the source at byte {at}", term.name, tag_name(prefix, id)),
+                ));
+            }
+            if in_definitions.contains_key(id) {
+                return Err(Error::new(
+                    ErrorKind::Plan,
+                    format!("term {:?}: tag {} already occurs in a definition", term.name, tag_name(prefix, id)),
+                ));
+            }
+            ids[t] = Some(id.clone());
+            continue;
+        }
+        loop {
+            let l = label(next_label);
+            next_label += 1;
+            if !explicit.contains(l.as_str()) && !taken.contains_key(&l) && !in_definitions.contains_key(&l) {
+                ids[t] = Some(l);
+                break;
+            }
+        }
+    }
+    Ok(Plan { order, first_chunk, ids, first_occurrence, occurrence_chunk, occurrence_count })
+}
+
+fn emit(t: usize, chunk: u32, deps: &[Vec<usize>], first_chunk: &mut [Option<u32>], order: &mut Vec<usize>) {
+    // Iterative post-order; the graph is acyclic and `first_chunk` marks visited terms.
+    first_chunk[t] = Some(chunk);
+    let mut stack: Vec<(usize, usize)> = vec![(t, 0)];
+    while let Some(&mut (v, ref mut k)) = stack.last_mut() {
+        if *k < deps[v].len() {
+            let w = deps[v][*k];
+            *k += 1;
+            if first_chunk[w].is_none() {
+                first_chunk[w] = Some(chunk);
+                stack.push((w, 0));
+            }
+        } else {
+            order.push(v);
+            stack.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(label(0), "A");
+        assert_eq!(label(25), "Z");
+        assert_eq!(label(26), "AA");
+        assert_eq!(label(27), "AB");
+        assert_eq!(label(26 + 26 * 26), "AAA");
+    }
+
+    #[test]
+    fn ids_found_in_text() {
+        let mut m = HashMap::new();
+        ids_in("x __SYS_STATE_A__ y __SYS_STATE_B_C__ __SYS_STATE_", "SYS_STATE", &mut m);
+        assert!(m.contains_key("A") && m.contains_key("B_C") && !m.contains_key("B"));
+    }
+
+    #[test]
+    fn cycles() {
+        assert_eq!(find_cycle(&[vec![1], vec![2], vec![0]]), Some(vec![0, 1, 2, 0]));
+        assert_eq!(find_cycle(&[vec![1], vec![], vec![0, 1]]), None);
+    }
+}

@@ -1,0 +1,387 @@
+//! The PyO3 binding, `aotcc._core`: thin wrappers that take inputs while holding the
+//! GIL, run the core without it, and hand back numpy arrays with character offsets.
+
+use std::sync::{Arc, OnceLock};
+
+use numpy::{PyArray1, ToPyArray};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::{
+    Artifact as CoreArtifact, CompileOptions, Compiler as CoreCompiler, Counter, Error, ErrorKind, Estimator,
+    Placement, Progress as CoreProgress, References, Source,
+};
+
+create_exception!(_core, AotccError, PyException, "Base of every error the core raises.");
+create_exception!(_core, InputError, AotccError, "A source is not valid UTF-8, or an input is unusable.");
+create_exception!(_core, SpecError, AotccError, "The term spec is malformed.");
+create_exception!(_core, PlanError, AotccError, "Planning failed: a requires cycle, a colliding tag id.");
+create_exception!(_core, CountError, AotccError, "The token counter failed.");
+create_exception!(_core, ArtifactError, AotccError, "A .aotc file is truncated, corrupt or of another version.");
+
+fn to_py(e: Error) -> PyErr {
+    let msg = e.message().to_string();
+    match e.kind() {
+        ErrorKind::Input => InputError::new_err(msg),
+        ErrorKind::Spec => SpecError::new_err(msg),
+        ErrorKind::Plan => PlanError::new_err(msg),
+        ErrorKind::Count => CountError::new_err(msg),
+        ErrorKind::Artifact => ArtifactError::new_err(msg),
+    }
+}
+
+/// Byte offsets → character offsets in `text`, for offsets in any order.
+fn char_offsets(text: &str, offsets: &[u64]) -> Vec<i64> {
+    if text.is_ascii() {
+        return offsets.iter().map(|&o| o as i64).collect();
+    }
+    let mut order: Vec<usize> = (0..offsets.len()).collect();
+    order.sort_unstable_by_key(|&i| offsets[i]);
+    let bytes = text.as_bytes();
+    let mut out = vec![0i64; offsets.len()];
+    let (mut pos, mut chars) = (0usize, 0i64);
+    for i in order {
+        let target = (offsets[i] as usize).min(bytes.len());
+        if target > pos {
+            // Count UTF-8 lead bytes between pos and target.
+            chars += bytes[pos..target].iter().filter(|&&b| (b as i8) >= -0x40).count() as i64;
+            pos = target;
+        }
+        out[i] = chars;
+    }
+    out
+}
+
+/// Character offsets → byte offsets (sorted or not).
+fn byte_offset(text: &str, char_offset: usize) -> Option<usize> {
+    if text.is_ascii() {
+        return (char_offset <= text.len()).then_some(char_offset);
+    }
+    text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len())).nth(char_offset)
+}
+
+struct PyCounter(Py<PyAny>);
+
+impl Counter for PyCounter {
+    fn count(&self, pieces: &[&str]) -> Result<Vec<u32>, Error> {
+        Python::attach(|py| {
+            let list = PyList::new(py, pieces).map_err(|e| count_error(py, e))?;
+            let result = self.0.call1(py, (list,)).map_err(|e| count_error(py, e))?;
+            result.extract::<Vec<u32>>(py).map_err(|e| count_error(py, e))
+        })
+    }
+}
+
+fn count_error(py: Python<'_>, e: PyErr) -> Error {
+    let value = e.value(py);
+    let kind = value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "error".into());
+    Error::new(ErrorKind::Count, format!("token counter failed: {kind}: {value}"))
+}
+
+/// Shared progress counters, updated by the core while it runs without the GIL.
+#[pyclass(frozen, module = "aotcc._core")]
+struct Progress(Arc<CoreProgress>);
+
+#[pymethods]
+impl Progress {
+    #[new]
+    fn new() -> Self {
+        Progress(Arc::new(CoreProgress::default()))
+    }
+    #[getter]
+    fn stage(&self) -> &'static str {
+        self.0.stage().name()
+    }
+    #[getter]
+    fn done(&self) -> u64 {
+        self.0.done()
+    }
+    #[getter]
+    fn total(&self) -> u64 {
+        self.0.total()
+    }
+}
+
+/// A validated term spec and options, with the detection automaton built once.
+#[pyclass(frozen, module = "aotcc._core")]
+struct Compiler(Arc<CoreCompiler>);
+
+#[pymethods]
+impl Compiler {
+    #[new]
+    #[pyo3(signature = (spec_json, spec_name = "<spec>", *, budget = 512, placement = "chunk", references = "tag"))]
+    fn new(py: Python<'_>, spec_json: &str, spec_name: &str, budget: i64, placement: &str, references: &str) -> PyResult<Self> {
+        let placement = Placement::parse(placement)
+            .ok_or_else(|| InputError::new_err(format!("placement must be \"chunk\" or \"top\", not {placement:?}")))?;
+        let references = References::parse(references).ok_or_else(|| {
+            InputError::new_err(format!("references must be \"tag\", \"annotate\" or \"keep\", not {references:?}"))
+        })?;
+        if !(1..=u32::MAX as i64).contains(&budget) {
+            return Err(InputError::new_err(format!("budget must be a positive number of tokens, not {budget}")));
+        }
+        let options = CompileOptions::default().budget(budget as u32).placement(placement).references(references);
+        let (json, name) = (spec_json.to_string(), spec_name.to_string());
+        let compiler = py.detach(move || CoreCompiler::new(&json, &name, options)).map_err(to_py)?;
+        Ok(Compiler(Arc::new(compiler)))
+    }
+
+    #[getter]
+    fn term_names(&self) -> Vec<String> {
+        self.0.spec().terms.iter().map(|t| t.name.clone()).collect()
+    }
+
+    #[getter]
+    fn spec_hash(&self) -> &str {
+        self.0.spec_hash()
+    }
+
+    #[pyo3(signature = (sources, *, counter = None, tokenizer = "estimator", progress = None))]
+    fn compile(
+        &self,
+        py: Python<'_>,
+        sources: Vec<(String, Vec<u8>)>,
+        counter: Option<Py<PyAny>>,
+        tokenizer: &str,
+        progress: Option<PyRef<'_, Progress>>,
+    ) -> PyResult<Artifact> {
+        if sources.is_empty() {
+            return Err(InputError::new_err("no prompt given"));
+        }
+        let sources: Vec<Source> = sources.into_iter().map(|(n, b)| Source::new(n, b)).collect();
+        let progress = progress.map(|p| p.0.clone());
+        let compiler = self.0.clone();
+        let tokenizer = tokenizer.to_string();
+        let artifact = py
+            .detach(move || {
+                let py_counter = counter.map(PyCounter);
+                let counter: &dyn Counter = match &py_counter {
+                    Some(c) => c,
+                    None => &Estimator,
+                };
+                compiler.compile(&sources, counter, &tokenizer, progress.as_deref())
+            })
+            .map_err(to_py)?;
+        Ok(Artifact::new(artifact))
+    }
+
+    /// Occurrences in `text`: arrays `start`, `end` (characters), `term`, `alias`.
+    fn detect<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyDict>> {
+        let compiler = self.0.clone();
+        let owned = text.to_string();
+        let (occ, starts, ends) = py.detach(move || {
+            let occ = compiler.detector().find(&owned, &[0]);
+            let s: Vec<u64> = occ.iter().map(|o| o.start as u64).collect();
+            let e: Vec<u64> = occ.iter().map(|o| o.end as u64).collect();
+            let (s, e) = (char_offsets(&owned, &s), char_offsets(&owned, &e));
+            (occ, s, e)
+        });
+        let d = PyDict::new(py);
+        d.set_item("start", starts.to_pyarray(py))?;
+        d.set_item("end", ends.to_pyarray(py))?;
+        d.set_item("term", occ.iter().map(|o| i64::from(o.term)).collect::<Vec<_>>().to_pyarray(py))?;
+        d.set_item("alias", occ.iter().map(|o| i64::from(o.alias)).collect::<Vec<_>>().to_pyarray(py))?;
+        Ok(d)
+    }
+}
+
+/// A compiled prompt: the `.aotc` contents, immutable.
+#[pyclass(frozen, module = "aotcc._core")]
+struct Artifact {
+    inner: Arc<CoreArtifact>,
+    source: OnceLock<String>,
+}
+
+impl Artifact {
+    fn new(a: CoreArtifact) -> Self {
+        Artifact { inner: Arc::new(a), source: OnceLock::new() }
+    }
+    fn source_text(&self) -> &str {
+        self.source.get_or_init(|| String::from_utf8(self.inner.decompile()).expect("sources are UTF-8"))
+    }
+}
+
+fn arrays<'py>(py: Python<'py>, cols: &[(&str, Vec<i64>)]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (name, v) in cols {
+        d.set_item(*name, PyArray1::from_slice(py, v))?;
+    }
+    Ok(d)
+}
+
+fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    let s = serde_json::to_string(value).expect("json serializes");
+    py.import("json")?.call_method1("loads", (s,))
+}
+
+#[pymethods]
+impl Artifact {
+    #[staticmethod]
+    #[pyo3(signature = (data, name = "<artifact>"))]
+    fn from_bytes(py: Python<'_>, data: Vec<u8>, name: &str) -> PyResult<Self> {
+        let a = py.detach(move || CoreArtifact::from_bytes(&data));
+        a.map(Artifact::new).map_err(|e| ArtifactError::new_err(format!("{name}: {}", e.message())))
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let inner = self.inner.clone();
+        let bytes = py.detach(move || inner.to_bytes());
+        PyBytes::new(py, &bytes)
+    }
+
+    #[getter]
+    fn hash(&self) -> &str {
+        self.inner.hash()
+    }
+
+    #[getter]
+    fn text(&self) -> &str {
+        self.inner.text()
+    }
+
+    fn source<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.source_text().as_bytes())
+    }
+
+    fn chunks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.inner.chunks();
+        let (src, out) = (self.source_text(), self.inner.text());
+        let cols = py.detach(|| {
+            vec![
+                ("src_start", char_offsets(src, &c.src_start)),
+                ("src_end", char_offsets(src, &c.src_end)),
+                ("out_start", char_offsets(out, &c.out_start)),
+                ("out_end", char_offsets(out, &c.out_end)),
+                ("tokens", c.tokens.iter().map(|&t| i64::from(t)).collect()),
+                ("out_tokens", c.out_tokens.iter().map(|&t| i64::from(t)).collect()),
+            ]
+        });
+        arrays(py, &cols)
+    }
+
+    fn source_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.inner.source_map();
+        let (src, out) = (self.source_text(), self.inner.text());
+        let cols = py.detach(|| {
+            vec![
+                ("out_start", char_offsets(out, &m.out_start)),
+                ("out_end", char_offsets(out, &m.out_end)),
+                ("src_start", char_offsets(src, &m.src_start)),
+                ("src_end", char_offsets(src, &m.src_end)),
+                ("kind", m.kind.iter().map(|&k| i64::from(k)).collect()),
+                ("term", m.term.iter().map(|&t| i64::from(t)).collect()),
+            ]
+        });
+        arrays(py, &cols)
+    }
+
+    fn occurrences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = self.inner.occurrences();
+        let src = self.source_text();
+        let terms = self.inner.terms();
+        let cols = py.detach(|| {
+            // role: 0 for a term's first mention (kept readable), 1 for a later mention.
+            let mut seen = vec![false; terms.len()];
+            let role: Vec<i64> = o
+                .term
+                .iter()
+                .map(|&t| i64::from(std::mem::replace(&mut seen[t as usize], true)))
+                .collect();
+            vec![
+                ("start", char_offsets(src, &o.start)),
+                ("end", char_offsets(src, &o.end)),
+                ("term", o.term.iter().map(|&t| i64::from(t)).collect()),
+                ("chunk", o.chunk.iter().map(|&t| i64::from(t)).collect()),
+                ("role", role),
+            ]
+        });
+        arrays(py, &cols)
+    }
+
+    fn terms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (src, out) = (self.source_text(), self.inner.text());
+        let terms = self.inner.terms();
+        let firsts: Vec<u64> = terms.iter().map(|t| t.first_offset.unwrap_or(0)).collect();
+        let spans: Vec<u64> = terms.iter().flat_map(|t| {
+            let (s, e) = t.definition_span.unwrap_or((0, 0));
+            [s, e]
+        }).collect();
+        let (firsts, spans) = (char_offsets(src, &firsts), char_offsets(out, &spans));
+        let list: Vec<serde_json::Value> = terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                serde_json::json!({
+                    "index": i, "name": t.name, "id": t.id, "tag": t.tag,
+                    "first_chunk": t.first_chunk,
+                    "first_offset": t.first_offset.map(|_| firsts[i]),
+                    "occurrences": t.occurrences, "references": t.references,
+                    "definition_span": t.definition_span.map(|_| [spans[2 * i], spans[2 * i + 1]]),
+                    "definition_tokens": t.definition_tokens, "tag_tokens": t.tag_tokens,
+                    "depends_on": t.depends_on, "pulled_in": t.pulled_in,
+                })
+            })
+            .collect();
+        json_to_py(py, &serde_json::Value::Array(list))
+    }
+
+    fn manifest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut m = self.inner.manifest_json();
+        let src = self.source_text();
+        let files = self.inner.files();
+        let offs: Vec<u64> = files.iter().flat_map(|f| [f.start, f.end]).collect();
+        let offs = char_offsets(src, &offs);
+        if let Some(list) = m.get_mut("files").and_then(|f| f.as_array_mut()) {
+            for (i, f) in list.iter_mut().enumerate() {
+                f["start"] = offs[2 * i].into();
+                f["end"] = offs[2 * i + 1].into();
+            }
+        }
+        m["source_chars"] = (src.chars().count() as u64).into();
+        m["compiled_chars"] = (self.inner.text().chars().count() as u64).into();
+        json_to_py(py, &m)
+    }
+
+    fn timings(&self) -> Vec<(String, f64)> {
+        self.inner.timings().to_vec()
+    }
+
+    /// The byte offset of a character offset in the compiled text (for slicing bytes).
+    fn compiled_byte_offset(&self, char_offset: usize) -> Option<usize> {
+        byte_offset(self.inner.text(), char_offset)
+    }
+}
+
+/// BLAKE3 of `data`, hex.
+#[pyfunction]
+fn blake3_hex(py: Python<'_>, data: Vec<u8>) -> String {
+    py.detach(move || crate::blake3_hex(&data))
+}
+
+/// BLAKE3 of a file's contents (memory-mapped, multithreaded), hex.
+#[pyfunction]
+fn hash_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
+    let shown = path.display().to_string();
+    py.detach(move || crate::hash_file(&path))
+        .map_err(|e| InputError::new_err(format!("{shown}: cannot hash: {e}")))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", crate::VERSION)?;
+    m.add("FORMAT_VERSION", crate::FORMAT_VERSION)?;
+    m.add("AotccError", py.get_type::<AotccError>())?;
+    m.add("InputError", py.get_type::<InputError>())?;
+    m.add("SpecError", py.get_type::<SpecError>())?;
+    m.add("PlanError", py.get_type::<PlanError>())?;
+    m.add("CountError", py.get_type::<CountError>())?;
+    m.add("ArtifactError", py.get_type::<ArtifactError>())?;
+    m.add_class::<Progress>()?;
+    m.add_class::<Compiler>()?;
+    m.add_class::<Artifact>()?;
+    m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    Ok(())
+}
