@@ -4,7 +4,8 @@
 //! rejected by a boundary never hides a valid shorter one at the same place.
 //! Aliases hold no line break, so the text is searched in parallel, cut at newlines.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::OverlappingState;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use rayon::prelude::*;
 
 use crate::spec::Spec;
@@ -34,45 +35,134 @@ struct Pattern {
 }
 
 /// The detection automaton for one spec.
+///
+/// Most aliases are whole-word and start with a word character, so a match can only
+/// begin where a word begins. Those go into an anchored automaton run from each word
+/// start that passes a small prefix filter; the rest (aliases that may start anywhere)
+/// go into an ordinary unanchored automaton. Both report every match (overlapping),
+/// so a longer match rejected by a check never hides a shorter valid one.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    automaton: AhoCorasick,
-    patterns: Vec<Pattern>,
+    anchored: Option<(AhoCorasick, Vec<Pattern>)>,
+    anywhere: Option<(AhoCorasick, Vec<Pattern>)>,
+    filter: PrefixFilter,
+}
+
+/// Bitsets over the first one, two and three bytes of the anchored aliases: a word
+/// start whose bytes hit none of them cannot begin a match.
+#[derive(Debug, Clone)]
+struct PrefixFilter {
+    one: Vec<u64>,   // 256 bits
+    two: Vec<u64>,   // 65,536 bits
+    three: Vec<u64>, // 65,536 bits, hashed
+}
+
+#[inline]
+fn hash3(a: u8, b: u8, c: u8) -> usize {
+    ((u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c)).wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+#[inline]
+fn bit(set: &[u64], i: usize) -> bool {
+    set[i >> 6] >> (i & 63) & 1 == 1
+}
+
+#[inline]
+fn set_bit(set: &mut [u64], i: usize) {
+    set[i >> 6] |= 1 << (i & 63);
+}
+
+impl PrefixFilter {
+    fn new<'a>(patterns: impl Iterator<Item = &'a [u8]>) -> PrefixFilter {
+        let mut f = PrefixFilter { one: vec![0; 4], two: vec![0; 1024], three: vec![0; 1024] };
+        for p in patterns {
+            match p.len() {
+                0 => {}
+                1 => set_bit(&mut f.one, p[0] as usize),
+                2 => set_bit(&mut f.two, (p[0] as usize) << 8 | p[1] as usize),
+                _ => set_bit(&mut f.three, hash3(p[0], p[1], p[2])),
+            }
+        }
+        f
+    }
+
+    #[inline]
+    fn may_match(&self, b: &[u8]) -> bool {
+        bit(&self.one, b[0] as usize)
+            || (b.len() >= 2 && bit(&self.two, (b[0] as usize) << 8 | b[1] as usize))
+            || (b.len() >= 3 && bit(&self.three, hash3(b[0], b[1], b[2])))
+    }
 }
 
 /// Pieces smaller than this are not worth a thread.
 const MIN_PIECE: usize = 256 * 1024;
 
+/// Byte classes for the word-start scan: ASCII non-word, ASCII word, UTF-8 lead, continuation.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_alphanumeric() || b == b'_' {
+            1
+        } else if b < 0x80 {
+            0
+        } else if b >= 0xC0 {
+            2
+        } else {
+            3
+        };
+        i += 1;
+    }
+    t
+};
+
+fn build(folded: &[String], anchored: bool) -> AhoCorasick {
+    // A DFA is the fastest; its size grows with the patterns, so very large glossaries
+    // fall back to the contiguous NFA.
+    let total: usize = folded.iter().map(String::len).sum();
+    let kind = if total <= 400_000 { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
+    let start = if anchored { StartKind::Anchored } else { StartKind::Unanchored };
+    AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .start_kind(start)
+        .kind(Some(kind))
+        .build(folded)
+        .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).start_kind(start).build(folded))
+        .expect("aliases are non-empty, bounded strings")
+}
+
 impl Detector {
-    /// Builds the automaton over all aliases of all terms of `spec`.
+    /// Builds the automata over all aliases of all terms of `spec`.
     pub fn new(spec: &Spec) -> Detector {
-        let mut patterns = Vec::new();
-        let mut folded = Vec::new();
+        let (mut at_word, mut anywhere): (Vec<(String, Pattern)>, Vec<(String, Pattern)>) = (Vec::new(), Vec::new());
         for (t, term) in spec.terms.iter().enumerate() {
             for (a, alias) in term.aliases.iter().enumerate() {
                 let mut f = String::with_capacity(alias.len());
                 fold_into(alias, &mut f);
-                folded.push(f);
-                patterns.push(Pattern {
+                let starts_word = alias.chars().next().is_some_and(is_word_char);
+                let pattern = Pattern {
                     term: t as u32,
                     alias: a as u32,
                     exact: alias.as_str().into(),
                     case_sensitive: term.case_sensitive,
                     whole_word: term.whole_word,
-                });
+                };
+                if term.whole_word && starts_word {
+                    at_word.push((f, pattern));
+                } else {
+                    anywhere.push((f, pattern));
+                }
             }
         }
-        // A DFA is the fastest search; its size grows with the patterns, so very large
-        // glossaries fall back to the contiguous NFA.
-        let total: usize = folded.iter().map(String::len).sum();
-        let kind = if total <= 200_000 { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(kind))
-            .build(&folded)
-            .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&folded))
-            .expect("aliases are non-empty, bounded strings");
-        Detector { automaton, patterns }
+        let filter = PrefixFilter::new(at_word.iter().map(|(f, _)| f.as_bytes()));
+        let make = |list: Vec<(String, Pattern)>, anchored: bool| {
+            (!list.is_empty()).then(|| {
+                let (folded, patterns): (Vec<String>, Vec<Pattern>) = list.into_iter().unzip();
+                (build(&folded, anchored), patterns)
+            })
+        };
+        Detector { anchored: make(at_word, true), anywhere: make(anywhere, false), filter }
     }
 
     /// All occurrences in `text`, in order. `file_starts` are offsets no match may cross.
@@ -90,25 +180,61 @@ impl Detector {
         all
     }
 
+    /// Checks one raw match and keeps it when valid.
+    #[inline]
+    fn accept(&self, text: &str, p: &Pattern, s: usize, e: usize, file_starts: &[usize], out: &mut Vec<Occurrence>) {
+        if p.case_sensitive && &text.as_bytes()[s..e] != p.exact.as_bytes() {
+            return;
+        }
+        if p.whole_word && !whole_word(text, s, e) {
+            return;
+        }
+        if crosses(file_starts, s, e) {
+            return;
+        }
+        out.push(Occurrence { start: s, end: e, term: p.term, alias: p.alias });
+    }
+
     /// Occurrences inside `text[start..end]`, judged against the whole `text`.
     /// `start` and `end` must sit on line boundaries (or the ends of the text).
     pub(crate) fn find_in(&self, text: &str, start: usize, end: usize, file_starts: &[usize]) -> Vec<Occurrence> {
         let mut folded = String::with_capacity(end - start);
         fold_into(&text[start..end], &mut folded);
+        let hay = folded.as_bytes();
         let mut candidates: Vec<Occurrence> = Vec::new();
-        for m in self.automaton.find_overlapping_iter(folded.as_bytes()) {
-            let p = &self.patterns[m.pattern().as_usize()];
-            let (s, e) = (start + m.start(), start + m.end());
-            if p.case_sensitive && &text.as_bytes()[s..e] != p.exact.as_bytes() {
-                continue;
+        if let Some((ac, patterns)) = &self.anywhere {
+            for m in ac.find_overlapping_iter(hay) {
+                self.accept(text, &patterns[m.pattern().as_usize()], start + m.start(), start + m.end(), file_starts, &mut candidates);
             }
-            if p.whole_word && !whole_word(text, s, e) {
-                continue;
+        }
+        if let Some((ac, patterns)) = &self.anchored {
+            let bytes = text.as_bytes();
+            let mut prev_word = char_before(text, start).is_some_and(is_word_char);
+            let mut i = 0;
+            while i < hay.len() {
+                let word = match CLASS[bytes[start + i] as usize] {
+                    0 => false,
+                    1 => true,
+                    3 => {
+                        i += 1;
+                        continue;
+                    }
+                    _ => is_word_char(char_at(text, start + i).expect("char boundary")),
+                };
+                if word && !prev_word && self.filter.may_match(&hay[i..(i + 3).min(hay.len())]) {
+                    let input = Input::new(hay).range(i..).anchored(Anchored::Yes);
+                    let mut state = OverlappingState::start();
+                    loop {
+                        ac.find_overlapping(input.clone(), &mut state);
+                        match state.get_match() {
+                            Some(m) => self.accept(text, &patterns[m.pattern().as_usize()], start + m.start(), start + m.end(), file_starts, &mut candidates),
+                            None => break,
+                        }
+                    }
+                }
+                prev_word = word;
+                i += 1;
             }
-            if crosses(file_starts, s, e) {
-                continue;
-            }
-            candidates.push(Occurrence { start: s, end: e, term: p.term, alias: p.alias });
         }
         leftmost_longest(candidates)
     }

@@ -219,6 +219,8 @@ _TOOLS = (
 _STATES = "new triage in_progress waiting_on_customer on_hold resolved closed merged".split()
 
 _TEMPLATE_RE = re.compile(r"\{(\w+)\}")
+# "a" before a vowel sound becomes "an" (the templates cannot know the word they get).
+_ARTICLE_RE = re.compile(r"\b([Aa]) (?=[AEIOaeio]|[Uu][nrp])")
 _SENTINEL = "__SYS_STATE_"
 
 
@@ -293,7 +295,7 @@ _DEF2 = [_parse(t) for t in _DEF_SECOND]
 
 # Share of sentences built from a template with a mention, and of blocks by kind.
 # Tuned so a mention falls roughly every 55 words of running text.
-_P_TERM_SENTENCE = 0.13
+_P_TERM_SENTENCE = 0.12
 _P_ASIDE = 0.14
 
 
@@ -401,7 +403,7 @@ class _Terms:
         kinds = ["abbr", "hyphen", "plural"]
         rng.shuffle(kinds)
         # A few terms take their bare first word ("Refund"): a prefix of other aliases.
-        if extra >= 1 and rng.random() < 0.006 and words[0] in _SUBJECTS:
+        if extra >= 1 and rng.random() < 0.012 and words[0] in _SUBJECTS:
             kinds.insert(0, "word")
         aliases: list[str] = []
         used_kinds: list[str] = []
@@ -470,10 +472,11 @@ class _Writer:
         rng.shuffle(order)
         self.popular = order
         self.cum = list(accumulate(1.0 / (rank + 1.5) ** 0.95 for rank in range(n)))
-        # Every term once, plus Zipf draws, shuffled: the guaranteed mentions spread
+        # Every term once (twice when the text is long enough), plus Zipf draws, shuffled: the guaranteed mentions spread
         # over the first ~80% of the text; after that, plain Zipf draws.
         est_mentions = int(size_bytes / 5.7 / 55 * 0.8)
-        picks = list(range(n)) + self._zipf(max(0, est_mentions - n))
+        copies = 2 if est_mentions >= 4 * n else 1
+        picks = list(range(n)) * copies + self._zipf(max(0, est_mentions - copies * n))
         rng.shuffle(picks)
         self.picks = picks
         self.guaranteed = len(picks)
@@ -673,7 +676,7 @@ def generate(
         spec_terms.append({
             "name": terms.names[i],
             "aliases": list(terms.aliases[i]),
-            "definition": _definition(w, terms, i, requires),
+            "definition": _ARTICLE_RE.sub(r"\1n ", _definition(w, terms, i, requires)),
             "requires": [terms.names[r] for r in requires],
         })
     spec = {"options": {}, "terms": spec_terms}
@@ -703,7 +706,7 @@ def generate(
                     break
             if finished:
                 break
-    text = "".join(parts).rstrip("\n") + "\n"
+    text = _ARTICLE_RE.sub(r"\1n ", "".join(parts).rstrip("\n") + "\n")
     if _SENTINEL in text:  # cannot happen with the vocabulary above; keep it that way
         raise AssertionError("generated text contains the tag prefix")
     return text, spec
@@ -716,6 +719,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary output files
         os.replace(tmp, path)
     except BaseException:
         try:
