@@ -271,14 +271,15 @@ impl Artifact {
         Artifact { body, body_bytes, hash, timings: Vec::new(), chunks, source_map, occurrences }
     }
 
-    /// The `.aotc` bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The `.aotc` bytes. Timings are left out unless asked for, so the same inputs
+    /// give byte-identical files.
+    pub fn to_bytes(&self, include_timings: bool) -> Vec<u8> {
         let layout = FileLayout {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
             hash: self.hash.clone(),
             body: ByteBuf::from(self.body_bytes.clone()),
-            timings: self.timings.clone(),
+            timings: if include_timings { self.timings.clone() } else { Vec::new() },
         };
         rmp_serde::to_vec_named(&layout).expect("the artifact serializes")
     }

@@ -76,7 +76,8 @@ class Artifact:
 
     @staticmethod
     def from_bytes(data: bytes, name: str = "<artifact>") -> Artifact: ...
-    def to_bytes(self) -> bytes: ...
+    def to_bytes(self, timings: bool = False) -> bytes:
+        """The `.aotc` bytes; stage timings only when asked (they break byte-identity)."""
     @property
     def hash(self) -> str: ...
     @property

@@ -148,12 +148,13 @@ class Compiled:
     def decompile(self) -> str:
         return self.source_bytes().decode("utf-8")
 
-    def to_bytes(self) -> bytes:
-        return self._artifact.to_bytes()
+    def to_bytes(self, timings: bool = False) -> bytes:
+        """The `.aotc` bytes; `timings=True` keeps the stage timings (not byte-stable)."""
+        return self._artifact.to_bytes(timings)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Writes the `.aotc` file atomically."""
-        self.path = atomic_write(path, self._artifact.to_bytes())
+    def save(self, path: str | os.PathLike[str], timings: bool = False) -> Path:
+        """Writes the `.aotc` file atomically (byte-identical for the same inputs)."""
+        self.path = atomic_write(path, self._artifact.to_bytes(timings))
         return self.path
 
     def chunk_text(self, i: int) -> str:

@@ -15,7 +15,7 @@ Guarantees, for the same arguments:
   mentions use the name and the aliases in mixed case;
 - `requires` and the terms named inside a definition always point to terms of a lower
   index, so the dependency graph has no cycle;
-- the text never contains the tag prefix `__SYS_STATE_`.
+- the text and the spec never contain the default tag prefix (`__` + `SYS_STATE_`).
 
 The vocabulary is split in two disjoint halves: words that build term names (and so
 only ever appear inside a mention) and filler words for the surrounding prose.
@@ -221,7 +221,7 @@ _STATES = "new triage in_progress waiting_on_customer on_hold resolved closed me
 _TEMPLATE_RE = re.compile(r"\{(\w+)\}")
 # "a" before a vowel sound becomes "an" (the templates cannot know the word they get).
 _ARTICLE_RE = re.compile(r"\b([Aa]) (?=[AEIOaeio]|[Uu][nrp])")
-_SENTINEL = "__SYS_STATE_"
+_SENTINEL = "__" + "SYS_STATE_"  # spelled in two parts so this file never holds it
 
 
 def _parse(template: str) -> list[tuple[str, str]]:
@@ -293,7 +293,7 @@ _DEF1 = [_parse(t) for t in _DEF_FIRST]
 _DEF2_REF = [_parse(t) for t in _DEF_SECOND_REF]
 _DEF2 = [_parse(t) for t in _DEF_SECOND]
 
-# Share of sentences built from a template with a mention, and of blocks by kind.
+# Share of sentences built from a template with a mention, and of sentences with an aside.
 # Tuned so a mention falls roughly every 55 words of running text.
 _P_TERM_SENTENCE = 0.12
 _P_ASIDE = 0.14
@@ -403,7 +403,7 @@ class _Terms:
         kinds = ["abbr", "hyphen", "plural"]
         rng.shuffle(kinds)
         # A few terms take their bare first word ("Refund"): a prefix of other aliases.
-        if extra >= 1 and rng.random() < 0.012 and words[0] in _SUBJECTS:
+        if extra >= 1 and rng.random() < 0.02 and words[0] in _SUBJECTS:
             kinds.insert(0, "word")
         aliases: list[str] = []
         used_kinds: list[str] = []
@@ -707,8 +707,9 @@ def generate(
             if finished:
                 break
     text = _ARTICLE_RE.sub(r"\1n ", "".join(parts).rstrip("\n") + "\n")
-    if _SENTINEL in text:  # cannot happen with the vocabulary above; keep it that way
-        raise AssertionError("generated text contains the tag prefix")
+    # Cannot happen with the vocabulary above; the check keeps it that way.
+    if _SENTINEL in text or _SENTINEL in json.dumps(spec, ensure_ascii=False):
+        raise AssertionError("generated corpus contains the tag prefix")
     return text, spec
 
 

@@ -224,9 +224,10 @@ impl Artifact {
         a.map(Artifact::new).map_err(|e| ArtifactError::new_err(format!("{name}: {}", e.message())))
     }
 
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    #[pyo3(signature = (timings = false))]
+    fn to_bytes<'py>(&self, py: Python<'py>, timings: bool) -> Bound<'py, PyBytes> {
         let inner = self.inner.clone();
-        let bytes = py.detach(move || inner.to_bytes());
+        let bytes = py.detach(move || inner.to_bytes(timings));
         PyBytes::new(py, &bytes)
     }
 

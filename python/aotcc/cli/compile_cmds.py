@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.aotc", help="artifact to write (atomically)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    p.add_argument("--keep-timings", action="store_true",
+                   help="store per-stage timings in the artifact (then two compiles differ in those bytes)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("inspect", help="show chunks, terms, first appearances and token counts of a .aotc",
@@ -87,7 +89,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     sources = [(name, read_input(name)) for name in args.prompts]
     t0 = time.perf_counter()
     compiled = compile_with(compiler, sources, tokenizer=args.tokenizer)
-    data = compiled.to_bytes()
+    data = compiled.to_bytes(timings=args.keep_timings)
     if args.output == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
