@@ -34,7 +34,7 @@ bench: build
 	$(PY) benches/report.py
 
 lint:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --all-targets --features python -- -D warnings
 	cargo fmt --check
 
 env: $(STAMP)

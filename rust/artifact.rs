@@ -65,16 +65,26 @@ fn i32s(v: &[i32]) -> ByteBuf {
 
 fn read_u64s(b: &[u8], what: &str) -> Result<Vec<u64>, Error> {
     if b.len() % 8 != 0 {
-        return Err(Error::artifact(format!("table {what} has {} bytes, not a multiple of 8", b.len())));
+        return Err(Error::artifact(format!(
+            "table {what} has {} bytes, not a multiple of 8",
+            b.len()
+        )));
     }
-    Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    Ok(b.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 fn read_u32s(b: &[u8], what: &str) -> Result<Vec<u32>, Error> {
     if b.len() % 4 != 0 {
-        return Err(Error::artifact(format!("table {what} has {} bytes, not a multiple of 4", b.len())));
+        return Err(Error::artifact(format!(
+            "table {what} has {} bytes, not a multiple of 4",
+            b.len()
+        )));
     }
-    Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    Ok(b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect())
 }
 
 /// The chunk table: per chunk, its source span, compiled span and token counts.
@@ -268,7 +278,15 @@ impl Artifact {
         ];
         let body_bytes = rmp_serde::to_vec_named(&body).expect("the body serializes");
         let hash = blake3_hex(&body_bytes);
-        Artifact { body, body_bytes, hash, timings: Vec::new(), chunks, source_map, occurrences }
+        Artifact {
+            body,
+            body_bytes,
+            hash,
+            timings: Vec::new(),
+            chunks,
+            source_map,
+            occurrences,
+        }
     }
 
     /// The `.aotc` bytes. Timings are left out unless asked for, so the same inputs
@@ -279,7 +297,11 @@ impl Artifact {
             version: FORMAT_VERSION,
             hash: self.hash.clone(),
             body: ByteBuf::from(self.body_bytes.clone()),
-            timings: if include_timings { self.timings.clone() } else { Vec::new() },
+            timings: if include_timings {
+                self.timings.clone()
+            } else {
+                Vec::new()
+            },
         };
         rmp_serde::to_vec_named(&layout).expect("the artifact serializes")
     }
@@ -294,7 +316,10 @@ impl Artifact {
             Error::artifact(format!("not an aotcc artifact (.aotc), or truncated: {e}"))
         })?;
         if layout.format != FORMAT {
-            return Err(Error::artifact(format!("format is {:?}, expected {FORMAT:?}", layout.format)));
+            return Err(Error::artifact(format!(
+                "format is {:?}, expected {FORMAT:?}",
+                layout.format
+            )));
         }
         if layout.version != FORMAT_VERSION {
             return Err(Error::artifact(format!(
@@ -304,7 +329,10 @@ impl Artifact {
         }
         let hash = blake3_hex(&layout.body);
         if hash != layout.hash {
-            return Err(Error::artifact(format!("corrupt artifact: body hash is {hash}, header says {}", layout.hash)));
+            return Err(Error::artifact(format!(
+                "corrupt artifact: body hash is {hash}, header says {}",
+                layout.hash
+            )));
         }
         let body: Body = rmp_serde::from_slice(&layout.body)
             .map_err(|e| Error::artifact(format!("malformed artifact body: {e}")))?;
@@ -319,12 +347,21 @@ impl Artifact {
         };
         let m = &body.source_map;
         let source_map = SourceMap {
-            out_start: read_u64s(column(m, "out_start", "source_map")?, "source_map.out_start")?,
+            out_start: read_u64s(
+                column(m, "out_start", "source_map")?,
+                "source_map.out_start",
+            )?,
             out_end: read_u64s(column(m, "out_end", "source_map")?, "source_map.out_end")?,
-            src_start: read_u64s(column(m, "src_start", "source_map")?, "source_map.src_start")?,
+            src_start: read_u64s(
+                column(m, "src_start", "source_map")?,
+                "source_map.src_start",
+            )?,
             src_end: read_u64s(column(m, "src_end", "source_map")?, "source_map.src_end")?,
             kind: column(m, "kind", "source_map")?.to_vec(),
-            term: read_u32s(column(m, "term", "source_map")?, "source_map.term")?.into_iter().map(|x| x as i32).collect(),
+            term: read_u32s(column(m, "term", "source_map")?, "source_map.term")?
+                .into_iter()
+                .map(|x| x as i32)
+                .collect(),
         };
         let o = &body.occurrences;
         let occurrences = OccurrenceTable {
@@ -333,7 +370,15 @@ impl Artifact {
             term: read_u32s(column(o, "term", "occurrences")?, "occurrences.term")?,
             chunk: read_u32s(column(o, "chunk", "occurrences")?, "occurrences.chunk")?,
         };
-        let artifact = Artifact { body, body_bytes: layout.body.into_vec(), hash, timings: layout.timings, chunks, source_map, occurrences };
+        let artifact = Artifact {
+            body,
+            body_bytes: layout.body.into_vec(),
+            hash,
+            timings: layout.timings,
+            chunks,
+            source_map,
+            occurrences,
+        };
         artifact.check()?;
         Ok(artifact)
     }
@@ -343,39 +388,75 @@ impl Artifact {
         let text_len = self.body.text.len() as u64;
         let m = &self.source_map;
         let n = m.out_start.len();
-        if [m.out_end.len(), m.src_start.len(), m.src_end.len(), m.kind.len(), m.term.len()].iter().any(|&l| l != n) {
+        if [
+            m.out_end.len(),
+            m.src_start.len(),
+            m.src_end.len(),
+            m.kind.len(),
+            m.term.len(),
+        ]
+        .iter()
+        .any(|&l| l != n)
+        {
             return Err(Error::artifact("source map columns differ in length"));
         }
         let mut originals = 0u64;
         let mut prev_out = 0u64;
         for i in 0..n {
             let (os, oe) = (m.out_start[i], m.out_end[i]);
-            if os != prev_out || oe < os || oe > text_len || !self.body.text.is_char_boundary(os as usize) || !self.body.text.is_char_boundary(oe as usize) {
-                return Err(Error::artifact(format!("source map row {i} has a bad compiled span {os}..{oe}")));
+            if os != prev_out
+                || oe < os
+                || oe > text_len
+                || !self.body.text.is_char_boundary(os as usize)
+                || !self.body.text.is_char_boundary(oe as usize)
+            {
+                return Err(Error::artifact(format!(
+                    "source map row {i} has a bad compiled span {os}..{oe}"
+                )));
             }
             prev_out = oe;
-            let kind = SpanKind::from_u8(m.kind[i]).ok_or_else(|| Error::artifact(format!("source map row {i} has kind {}", m.kind[i])))?;
+            let kind = SpanKind::from_u8(m.kind[i]).ok_or_else(|| {
+                Error::artifact(format!("source map row {i} has kind {}", m.kind[i]))
+            })?;
             if m.src_end[i] < m.src_start[i] || m.src_end[i] > self.body.source_len {
-                return Err(Error::artifact(format!("source map row {i} has a bad source span")));
+                return Err(Error::artifact(format!(
+                    "source map row {i} has a bad source span"
+                )));
             }
             if kind == SpanKind::Reference {
                 originals += m.src_end[i] - m.src_start[i];
             }
         }
         if prev_out != text_len {
-            return Err(Error::artifact("source map does not cover the compiled text"));
+            return Err(Error::artifact(
+                "source map does not cover the compiled text",
+            ));
         }
         if originals != self.body.originals.len() as u64 {
-            return Err(Error::artifact("source map and replaced text differ in length"));
+            return Err(Error::artifact(
+                "source map and replaced text differ in length",
+            ));
         }
         let c = &self.chunks;
         let k = c.src_start.len();
-        if [c.src_end.len(), c.out_start.len(), c.out_end.len(), c.tokens.len(), c.out_tokens.len()].iter().any(|&l| l != k) {
+        if [
+            c.src_end.len(),
+            c.out_start.len(),
+            c.out_end.len(),
+            c.tokens.len(),
+            c.out_tokens.len(),
+        ]
+        .iter()
+        .any(|&l| l != k)
+        {
             return Err(Error::artifact("chunk columns differ in length"));
         }
         let o = &self.occurrences;
         let j = o.start.len();
-        if [o.end.len(), o.term.len(), o.chunk.len()].iter().any(|&l| l != j) {
+        if [o.end.len(), o.term.len(), o.chunk.len()]
+            .iter()
+            .any(|&l| l != j)
+        {
             return Err(Error::artifact("occurrence columns differ in length"));
         }
         if o.term.iter().any(|&t| t as usize >= self.body.terms.len()) {
@@ -429,7 +510,9 @@ impl Artifact {
         let m = &self.source_map;
         for i in 0..m.kind.len() {
             match SpanKind::from_u8(m.kind[i]) {
-                Some(SpanKind::Copy) => out.extend_from_slice(&text[m.out_start[i] as usize..m.out_end[i] as usize]),
+                Some(SpanKind::Copy) => {
+                    out.extend_from_slice(&text[m.out_start[i] as usize..m.out_end[i] as usize])
+                }
                 Some(SpanKind::Reference) => {
                     let len = (m.src_end[i] - m.src_start[i]) as usize;
                     out.extend_from_slice(&originals[orig..orig + len]);

@@ -47,7 +47,11 @@ pub(crate) fn chunk(
 }
 
 /// One piece per unit, with units joined where an occurrence spans their boundary.
-fn merge_across_occurrences(units: &[Unit], counts: &[u32], occurrences: &[Occurrence]) -> Vec<Piece> {
+fn merge_across_occurrences(
+    units: &[Unit],
+    counts: &[u32],
+    occurrences: &[Occurrence],
+) -> Vec<Piece> {
     let mut pieces: Vec<Piece> = Vec::with_capacity(units.len());
     let mut occ = 0;
     for (u, &tokens) in units.iter().zip(counts) {
@@ -62,7 +66,13 @@ fn merge_across_occurrences(units: &[Unit], counts: &[u32], occurrences: &[Occur
                 last.tokens += tokens;
                 last.splittable &= splittable;
             }
-            _ => pieces.push(Piece { start: u.start, end: u.end, tokens, level: u.level(), splittable }),
+            _ => pieces.push(Piece {
+                start: u.start,
+                end: u.end,
+                tokens,
+                level: u.level(),
+                splittable,
+            }),
         }
     }
     pieces
@@ -86,7 +96,8 @@ fn words(text: &str, start: usize, end: usize, occurrences: &[Occurrence]) -> Ve
         while occ < occurrences.len() && occurrences[occ].end <= i {
             occ += 1;
         }
-        let inside = occ < occurrences.len() && occurrences[occ].start < i && i < occurrences[occ].end;
+        let inside =
+            occ < occurrences.len() && occurrences[occ].start < i && i < occurrences[occ].end;
         if i < end && inside {
             continue;
         }
@@ -112,12 +123,19 @@ fn split_oversize(
             spans.push((i, words(text, p.start, p.end, occurrences)));
         }
     }
-    let strs: Vec<&str> = spans.iter().flat_map(|(_, w)| w.iter().map(|&(s, e)| &text[s..e])).collect();
+    let strs: Vec<&str> = spans
+        .iter()
+        .flat_map(|(_, w)| w.iter().map(|&(s, e)| &text[s..e]))
+        .collect();
     let counts = counter.count(&strs)?;
     if counts.len() != strs.len() {
         return Err(Error::new(
             crate::ErrorKind::Count,
-            format!("token counter returned {} counts for {} pieces", counts.len(), strs.len()),
+            format!(
+                "token counter returned {} counts for {} pieces",
+                counts.len(),
+                strs.len()
+            ),
         ));
     }
     let mut out = Vec::with_capacity(pieces.len() + counts.len());
@@ -129,7 +147,13 @@ fn split_oversize(
                 let (_, ws) = next.next().expect("peeked");
                 for (k, (s, e)) in ws.into_iter().enumerate() {
                     let level = if k == 0 { p.level } else { 0 };
-                    out.push(Piece { start: s, end: e, tokens: counts.next().expect("counted"), level, splittable: false });
+                    out.push(Piece {
+                        start: s,
+                        end: e,
+                        tokens: counts.next().expect("counted"),
+                        level,
+                        splittable: false,
+                    });
                 }
             }
             _ => out.push(p),
@@ -219,7 +243,11 @@ mod tests {
             }
             for c in &chunks {
                 let single_word = !text[c.start..c.end].trim().contains(char::is_whitespace);
-                assert!(c.tokens <= budget || single_word, "budget {budget}: {:?}", &text[c.start..c.end]);
+                assert!(
+                    c.tokens <= budget || single_word,
+                    "budget {budget}: {:?}",
+                    &text[c.start..c.end]
+                );
             }
         }
     }
@@ -235,7 +263,12 @@ mod tests {
     fn never_cuts_an_occurrence() {
         let text = "alpha beta gamma delta";
         let units = segment(text, &[0]);
-        let occ = [Occurrence { start: 6, end: 16, term: 0, alias: 0 }];
+        let occ = [Occurrence {
+            start: 6,
+            end: 16,
+            term: 0,
+            alias: 0,
+        }];
         let chunks = chunk(text, &units, &[8], &occ, 1, &Estimator).unwrap();
         assert!(chunks.iter().all(|c| c.start <= 6 || c.start >= 16));
         assert!(chunks.iter().any(|c| c.start == 6 && c.end == 17));

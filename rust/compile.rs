@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Instant;
 
-use crate::artifact::{Artifact, Body, ChunkTable, FileRecord, Hashes, OccurrenceTable, OptionsRecord, SourceMap, TermRecord, FORMAT_VERSION};
+use crate::artifact::{
+    Artifact, Body, ChunkTable, FileRecord, Hashes, OccurrenceTable, OptionsRecord, SourceMap,
+    TermRecord, FORMAT_VERSION,
+};
 use crate::chunk::chunk;
 use crate::count::Counter;
 use crate::detect::Detector;
@@ -87,7 +90,11 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { budget: 512, placement: Placement::Chunk, references: References::Tag }
+        CompileOptions {
+            budget: 512,
+            placement: Placement::Chunk,
+            references: References::Tag,
+        }
     }
 }
 
@@ -121,7 +128,10 @@ pub struct Source {
 impl Source {
     /// A named source.
     pub fn new(name: impl Into<String>, bytes: Vec<u8>) -> Source {
-        Source { name: name.into(), bytes }
+        Source {
+            name: name.into(),
+            bytes,
+        }
     }
 }
 
@@ -152,7 +162,18 @@ pub enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 10] = [Stage::Idle, Stage::Read, Stage::Segment, Stage::Count, Stage::Detect, Stage::Chunk, Stage::Plan, Stage::Rewrite, Stage::Emit, Stage::Done];
+    const ALL: [Stage; 10] = [
+        Stage::Idle,
+        Stage::Read,
+        Stage::Segment,
+        Stage::Count,
+        Stage::Detect,
+        Stage::Chunk,
+        Stage::Plan,
+        Stage::Rewrite,
+        Stage::Emit,
+        Stage::Done,
+    ];
     /// The stage's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -220,10 +241,17 @@ impl Compiler {
     /// # Errors
     /// A [`ErrorKind::Spec`] error for a malformed spec (the message starts with
     /// `spec_name`), a [`ErrorKind::Plan`] error for a `requires` cycle.
-    pub fn new(spec_json: &str, spec_name: &str, options: CompileOptions) -> Result<Compiler, Error> {
+    pub fn new(
+        spec_json: &str,
+        spec_name: &str,
+        options: CompileOptions,
+    ) -> Result<Compiler, Error> {
         let prefix = |e: Error| Error::new(e.kind(), format!("{spec_name}: {}", e.message()));
         if options.budget == 0 {
-            return Err(Error::new(ErrorKind::Input, "budget must be at least 1 token"));
+            return Err(Error::new(
+                ErrorKind::Input,
+                "budget must be at least 1 token",
+            ));
         }
         let spec = Spec::from_json(spec_json).map_err(prefix)?;
         Compiler::from_spec(spec, options).map_err(prefix)
@@ -237,7 +265,13 @@ impl Compiler {
         let detector = Detector::new(&spec);
         let deps = Dependencies::build(&spec, &detector)?;
         let spec_hash = blake3_hex(spec.canonical_json().as_bytes());
-        Ok(Compiler { spec, detector, deps, options, spec_hash })
+        Ok(Compiler {
+            spec,
+            detector,
+            deps,
+            options,
+            spec_hash,
+        })
     }
 
     /// The validated spec.
@@ -276,7 +310,11 @@ impl Compiler {
         let mut clock = Instant::now();
         let mut lap = |name: &str, timings: &mut Vec<(String, f64)>| {
             let now = Instant::now();
-            timings.push((name.to_string(), (now - clock).as_secs_f64()));
+            let secs = (now - clock).as_secs_f64();
+            match timings.iter_mut().find(|(n, _)| n == name) {
+                Some(entry) => entry.1 += secs,
+                None => timings.push((name.to_string(), secs)),
+            }
             clock = now;
         };
 
@@ -289,11 +327,19 @@ impl Compiler {
             let valid = std::str::from_utf8(&s.bytes).map_err(|e| {
                 let at = e.valid_up_to();
                 let line = s.bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-                Error::new(ErrorKind::Input, format!("{}: invalid UTF-8 at byte {at} (line {line})", s.name))
+                Error::new(
+                    ErrorKind::Input,
+                    format!("{}: invalid UTF-8 at byte {at} (line {line})", s.name),
+                )
             })?;
             let start = text.len() as u64;
             text.push_str(valid);
-            files.push(FileRecord { name: s.name.clone(), start, end: text.len() as u64, blake3: blake3_hex(&s.bytes) });
+            files.push(FileRecord {
+                name: s.name.clone(),
+                start,
+                end: text.len() as u64,
+                blake3: blake3_hex(&s.bytes),
+            });
             progress.add(s.bytes.len() as u64);
         }
         let file_starts: Vec<usize> = files.iter().map(|f| f.start as usize).collect();
@@ -313,7 +359,14 @@ impl Compiler {
             let strs: Vec<&str> = batch.iter().map(|u| &text[u.start..u.end]).collect();
             let got = counter.count(&strs)?;
             if got.len() != strs.len() {
-                return Err(Error::new(ErrorKind::Count, format!("token counter returned {} counts for {} units", got.len(), strs.len())));
+                return Err(Error::new(
+                    ErrorKind::Count,
+                    format!(
+                        "token counter returned {} counts for {} units",
+                        got.len(),
+                        strs.len()
+                    ),
+                ));
             }
             counts.extend(got);
             progress.add(batch.len() as u64);
@@ -328,7 +381,14 @@ impl Compiler {
 
         // chunk
         progress.enter(Stage::Chunk, units.len() as u64);
-        let chunks = chunk(&text, &units, &counts, &occurrences, self.options.budget, counter)?;
+        let chunks = chunk(
+            &text,
+            &units,
+            &counts,
+            &occurrences,
+            self.options.budget,
+            counter,
+        )?;
         drop(units);
         lap("chunk", &mut timings);
 
@@ -339,7 +399,15 @@ impl Compiler {
 
         // rewrite
         progress.enter(Stage::Rewrite, text.len() as u64);
-        let rewritten = rewrite(&text, &self.spec, &chunks, &occurrences, &plan, self.options.placement, self.options.references);
+        let rewritten = rewrite(
+            &text,
+            &self.spec,
+            &chunks,
+            &occurrences,
+            &plan,
+            self.options.placement,
+            self.options.references,
+        );
         lap("rewrite", &mut timings);
 
         // Token cost of what was added and removed: definition blocks, tags, and the
@@ -364,7 +432,10 @@ impl Compiler {
                     mention_texts.push(s);
                 }
             }
-            if matches!(row.4, crate::artifact::SpanKind::Reference | crate::artifact::SpanKind::Annotation) {
+            if matches!(
+                row.4,
+                crate::artifact::SpanKind::Reference | crate::artifact::SpanKind::Annotation
+            ) {
                 references[row.5 as usize] += 1;
             }
         }
@@ -379,8 +450,16 @@ impl Compiler {
         strs.extend(mention_texts.iter().copied());
         let extra_counts = counter.count(&strs)?;
         if extra_counts.len() != strs.len() {
-            return Err(Error::new(ErrorKind::Count, format!("token counter returned {} counts for {} pieces", extra_counts.len(), strs.len())));
+            return Err(Error::new(
+                ErrorKind::Count,
+                format!(
+                    "token counter returned {} counts for {} pieces",
+                    extra_counts.len(),
+                    strs.len()
+                ),
+            ));
         }
+        lap("count", &mut timings);
         let mut block_tokens = vec![0u32; self.spec.terms.len()];
         let mut tag_tokens = vec![0u32; self.spec.terms.len()];
         for (k, &t) in injected.iter().enumerate() {
@@ -397,8 +476,12 @@ impl Compiler {
                 c += 1;
             }
             match row.4 {
-                crate::artifact::SpanKind::Definition => out_tokens[c] += i64::from(block_tokens[row.5 as usize]),
-                crate::artifact::SpanKind::Annotation => out_tokens[c] += i64::from(tag_tokens[row.5 as usize]),
+                crate::artifact::SpanKind::Definition => {
+                    out_tokens[c] += i64::from(block_tokens[row.5 as usize])
+                }
+                crate::artifact::SpanKind::Annotation => {
+                    out_tokens[c] += i64::from(tag_tokens[row.5 as usize])
+                }
                 crate::artifact::SpanKind::Reference => {
                     out_tokens[c] += i64::from(tag_tokens[row.5 as usize]);
                     out_tokens[c] -= i64::from(mention_tokens[mention_index[&text[row.2..row.3]]]);
@@ -415,7 +498,10 @@ impl Compiler {
             out_start: rewritten.chunk_spans.iter().map(|s| s.0 as u64).collect(),
             out_end: rewritten.chunk_spans.iter().map(|s| s.1 as u64).collect(),
             tokens: chunks.iter().map(|c| c.tokens).collect(),
-            out_tokens: out_tokens.iter().map(|&t| t.clamp(0, i64::from(u32::MAX)) as u32).collect(),
+            out_tokens: out_tokens
+                .iter()
+                .map(|&t| t.clamp(0, i64::from(u32::MAX)) as u32)
+                .collect(),
         };
         let source_map = SourceMap {
             out_start: map.iter().map(|r| r.0 as u64).collect(),
@@ -447,9 +533,14 @@ impl Compiler {
                 definition_span: rewritten.definition_spans[t].map(|(s, e)| (s as u64, e as u64)),
                 definition_tokens: block_tokens[t],
                 tag_tokens: tag_tokens[t],
-                depends_on: self.deps.deps[t].iter().map(|&d| self.spec.terms[d].name.clone()).collect(),
+                depends_on: self.deps.deps[t]
+                    .iter()
+                    .map(|&d| self.spec.terms[d].name.clone())
+                    .collect(),
                 pulled_in: plan.ids[t].is_some()
-                    && plan.first_occurrence[t].is_none_or(|k| plan.occurrence_chunk[k] != plan.first_chunk[t].unwrap_or(u32::MAX)),
+                    && plan.first_occurrence[t].is_none_or(|k| {
+                        plan.occurrence_chunk[k] != plan.first_chunk[t].unwrap_or(u32::MAX)
+                    }),
             })
             .collect();
         let options_record = OptionsRecord {
@@ -461,13 +552,22 @@ impl Compiler {
             id_prefix: self.spec.options.id_prefix.clone(),
         };
         let options_hash = blake3_hex(
-            format!("budget={} placement={} references={} tokenizer={tokenizer}", self.options.budget, options_record.placement, options_record.references).as_bytes(),
+            format!(
+                "budget={} placement={} references={} tokenizer={tokenizer}",
+                self.options.budget, options_record.placement, options_record.references
+            )
+            .as_bytes(),
         );
         let body = Body {
             format: "aotc".into(),
             version: FORMAT_VERSION,
             aotcc_version: crate::VERSION.into(),
-            hashes: Hashes { source: source_hash, spec: self.spec_hash.clone(), options: options_hash, output: blake3_hex(rewritten.text.as_bytes()) },
+            hashes: Hashes {
+                source: source_hash,
+                spec: self.spec_hash.clone(),
+                options: options_hash,
+                output: blake3_hex(rewritten.text.as_bytes()),
+            },
             tokenizer: tokenizer.into(),
             options: options_record,
             files,

@@ -72,7 +72,11 @@ impl Counter for Estimator {
         if pieces.len() < 4096 {
             return Ok(pieces.iter().map(|p| Estimator::estimate(p)).collect());
         }
-        Ok(pieces.par_iter().with_min_len(1024).map(|p| Estimator::estimate(p)).collect())
+        Ok(pieces
+            .par_iter()
+            .with_min_len(1024)
+            .map(|p| Estimator::estimate(p))
+            .collect())
     }
 }
 

@@ -59,7 +59,8 @@ struct PrefixFilter {
 
 #[inline]
 fn hash3(a: u8, b: u8, c: u8) -> usize {
-    ((u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c)).wrapping_mul(0x9E37_79B1) >> 16) as usize
+    ((u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c)).wrapping_mul(0x9E37_79B1) >> 16)
+        as usize
 }
 
 #[inline]
@@ -74,7 +75,11 @@ fn set_bit(set: &mut [u64], i: usize) {
 
 impl PrefixFilter {
     fn new<'a>(patterns: impl Iterator<Item = &'a [u8]>) -> PrefixFilter {
-        let mut f = PrefixFilter { one: vec![0; 4], two: vec![0; 1024], three: vec![0; 1024] };
+        let mut f = PrefixFilter {
+            one: vec![0; 4],
+            two: vec![0; 1024],
+            three: vec![0; 1024],
+        };
         for p in patterns {
             match p.len() {
                 0 => {}
@@ -121,21 +126,35 @@ fn build(folded: &[String], anchored: bool) -> AhoCorasick {
     // A DFA is the fastest; its size grows with the patterns, so very large glossaries
     // fall back to the contiguous NFA.
     let total: usize = folded.iter().map(String::len).sum();
-    let kind = if total <= 400_000 { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
-    let start = if anchored { StartKind::Anchored } else { StartKind::Unanchored };
+    let kind = if total <= 400_000 {
+        AhoCorasickKind::DFA
+    } else {
+        AhoCorasickKind::ContiguousNFA
+    };
+    let start = if anchored {
+        StartKind::Anchored
+    } else {
+        StartKind::Unanchored
+    };
     AhoCorasick::builder()
         .match_kind(MatchKind::Standard)
         .start_kind(start)
         .kind(Some(kind))
         .build(folded)
-        .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).start_kind(start).build(folded))
+        .or_else(|_| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .start_kind(start)
+                .build(folded)
+        })
         .expect("aliases are non-empty, bounded strings")
 }
 
 impl Detector {
     /// Builds the automata over all aliases of all terms of `spec`.
     pub fn new(spec: &Spec) -> Detector {
-        let (mut at_word, mut anywhere): (Vec<(String, Pattern)>, Vec<(String, Pattern)>) = (Vec::new(), Vec::new());
+        let mut at_word: Vec<(String, Pattern)> = Vec::new();
+        let mut anywhere: Vec<(String, Pattern)> = Vec::new();
         for (t, term) in spec.terms.iter().enumerate() {
             for (a, alias) in term.aliases.iter().enumerate() {
                 let mut f = String::with_capacity(alias.len());
@@ -162,7 +181,11 @@ impl Detector {
                 (build(&folded, anchored), patterns)
             })
         };
-        Detector { anchored: make(at_word, true), anywhere: make(anywhere, false), filter }
+        Detector {
+            anchored: make(at_word, true),
+            anywhere: make(anywhere, false),
+            filter,
+        }
     }
 
     /// All occurrences in `text`, in order. `file_starts` are offsets no match may cross.
@@ -171,8 +194,10 @@ impl Detector {
         if pieces.len() <= 1 {
             return self.find_in(text, 0, text.len(), file_starts);
         }
-        let found: Vec<Vec<Occurrence>> =
-            pieces.par_iter().map(|&(s, e)| self.find_in(text, s, e, file_starts)).collect();
+        let found: Vec<Vec<Occurrence>> = pieces
+            .par_iter()
+            .map(|&(s, e)| self.find_in(text, s, e, file_starts))
+            .collect();
         let mut all = Vec::with_capacity(found.iter().map(Vec::len).sum());
         for f in found {
             all.extend(f);
@@ -182,7 +207,15 @@ impl Detector {
 
     /// Checks one raw match and keeps it when valid.
     #[inline]
-    fn accept(&self, text: &str, p: &Pattern, s: usize, e: usize, file_starts: &[usize], out: &mut Vec<Occurrence>) {
+    fn accept(
+        &self,
+        text: &str,
+        p: &Pattern,
+        s: usize,
+        e: usize,
+        file_starts: &[usize],
+        out: &mut Vec<Occurrence>,
+    ) {
         if p.case_sensitive && &text.as_bytes()[s..e] != p.exact.as_bytes() {
             return;
         }
@@ -192,19 +225,37 @@ impl Detector {
         if crosses(file_starts, s, e) {
             return;
         }
-        out.push(Occurrence { start: s, end: e, term: p.term, alias: p.alias });
+        out.push(Occurrence {
+            start: s,
+            end: e,
+            term: p.term,
+            alias: p.alias,
+        });
     }
 
     /// Occurrences inside `text[start..end]`, judged against the whole `text`.
     /// `start` and `end` must sit on line boundaries (or the ends of the text).
-    pub(crate) fn find_in(&self, text: &str, start: usize, end: usize, file_starts: &[usize]) -> Vec<Occurrence> {
+    pub(crate) fn find_in(
+        &self,
+        text: &str,
+        start: usize,
+        end: usize,
+        file_starts: &[usize],
+    ) -> Vec<Occurrence> {
         let mut folded = String::with_capacity(end - start);
         fold_into(&text[start..end], &mut folded);
         let hay = folded.as_bytes();
         let mut candidates: Vec<Occurrence> = Vec::new();
         if let Some((ac, patterns)) = &self.anywhere {
             for m in ac.find_overlapping_iter(hay) {
-                self.accept(text, &patterns[m.pattern().as_usize()], start + m.start(), start + m.end(), file_starts, &mut candidates);
+                self.accept(
+                    text,
+                    &patterns[m.pattern().as_usize()],
+                    start + m.start(),
+                    start + m.end(),
+                    file_starts,
+                    &mut candidates,
+                );
             }
         }
         if let Some((ac, patterns)) = &self.anchored {
@@ -227,7 +278,14 @@ impl Detector {
                     loop {
                         ac.find_overlapping(input.clone(), &mut state);
                         match state.get_match() {
-                            Some(m) => self.accept(text, &patterns[m.pattern().as_usize()], start + m.start(), start + m.end(), file_starts, &mut candidates),
+                            Some(m) => self.accept(
+                                text,
+                                &patterns[m.pattern().as_usize()],
+                                start + m.start(),
+                                start + m.end(),
+                                file_starts,
+                                &mut candidates,
+                            ),
                             None => break,
                         }
                     }
@@ -242,7 +300,12 @@ impl Detector {
 
 /// Keeps the leftmost, then longest, non-overlapping occurrences.
 fn leftmost_longest(mut candidates: Vec<Occurrence>) -> Vec<Occurrence> {
-    candidates.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.term.cmp(&b.term)));
+    candidates.sort_unstable_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then(b.end.cmp(&a.end))
+            .then(a.term.cmp(&b.term))
+    });
     let mut out = Vec::with_capacity(candidates.len());
     let mut last_end = 0;
     for c in candidates {
@@ -259,12 +322,16 @@ fn leftmost_longest(mut candidates: Vec<Occurrence>) -> Vec<Occurrence> {
 fn whole_word(text: &str, s: usize, e: usize) -> bool {
     let left_ok = match char_before(text, s) {
         None => true,
-        Some(prev) => !is_word_char(prev) || !is_word_char(char_at(text, s).expect("non-empty match")),
+        Some(prev) => {
+            !is_word_char(prev) || !is_word_char(char_at(text, s).expect("non-empty match"))
+        }
     };
     left_ok
         && match char_at(text, e) {
             None => true,
-            Some(next) => !is_word_char(next) || !is_word_char(char_before(text, e).expect("non-empty match")),
+            Some(next) => {
+                !is_word_char(next) || !is_word_char(char_before(text, e).expect("non-empty match"))
+            }
         }
 }
 
@@ -300,13 +367,20 @@ mod tests {
 
     fn detect(spec: &str, text: &str) -> Vec<(String, u32)> {
         let spec = Spec::from_json(spec).unwrap();
-        Detector::new(&spec).find(text, &[0]).iter().map(|o| (text[o.start..o.end].to_string(), o.term)).collect()
+        Detector::new(&spec)
+            .find(text, &[0])
+            .iter()
+            .map(|o| (text[o.start..o.end].to_string(), o.term))
+            .collect()
     }
 
     #[test]
     fn longest_wins_and_rejected_long_match_reveals_shorter() {
         let spec = r#"[{"name": "Refund", "definition": "a"}, {"name": "Refund Window", "definition": "b"}]"#;
-        assert_eq!(detect(spec, "the refund window opens"), vec![("refund window".into(), 1)]);
+        assert_eq!(
+            detect(spec, "the refund window opens"),
+            vec![("refund window".into(), 1)]
+        );
         // "Refund Windows" rejects the long alias at its right boundary; "Refund" stays valid.
         assert_eq!(detect(spec, "Refund Windows"), vec![("Refund".into(), 0)]);
     }
@@ -314,16 +388,28 @@ mod tests {
     #[test]
     fn boundaries_and_case() {
         let spec = r#"[{"name": "RP", "definition": "a", "case_sensitive": true}, {"name": "C++", "definition": "b"}]"#;
-        assert_eq!(detect(spec, "RP rp RPX xRP (RP)"), vec![("RP".into(), 0), ("RP".into(), 0)]);
+        assert_eq!(
+            detect(spec, "RP rp RPX xRP (RP)"),
+            vec![("RP".into(), 0), ("RP".into(), 0)]
+        );
         // "C++" ends in a non-word character, so "C++x" still holds a whole-word match.
-        assert_eq!(detect(spec, "c++, C++x xC++"), vec![("c++".into(), 1), ("C++".into(), 1)]);
+        assert_eq!(
+            detect(spec, "c++, C++x xC++"),
+            vec![("c++".into(), 1), ("C++".into(), 1)]
+        );
         let spec = r#"[{"name": "cafe", "definition": "a"}, {"name": "退款", "definition": "b"}]"#;
-        assert_eq!(detect(spec, "cafe\u{301} café CAFE 我的退款"), vec![("CAFE".into(), 0), ("退款".into(), 1)]);
+        assert_eq!(
+            detect(spec, "cafe\u{301} café CAFE 我的退款"),
+            vec![("CAFE".into(), 0), ("退款".into(), 1)]
+        );
     }
 
     #[test]
     fn parallel_pieces_agree() {
-        let spec = Spec::from_json(r#"[{"name": "alpha beta", "definition": "a"}, {"name": "beta", "definition": "b"}]"#).unwrap();
+        let spec = Spec::from_json(
+            r#"[{"name": "alpha beta", "definition": "a"}, {"name": "beta", "definition": "b"}]"#,
+        )
+        .unwrap();
         let d = Detector::new(&spec);
         let line = "x alpha beta y beta-z alphabeta\n";
         let text = line.repeat(40_000);

@@ -27,7 +27,10 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
     pub(crate) fn spec(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Spec, message)

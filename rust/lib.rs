@@ -37,7 +37,9 @@ mod text;
 #[cfg(feature = "python")]
 mod py;
 
-pub use artifact::{Artifact, ChunkTable, OccurrenceTable, SourceMap, SpanKind, TermRecord, FORMAT_VERSION};
+pub use artifact::{
+    Artifact, ChunkTable, OccurrenceTable, SourceMap, SpanKind, TermRecord, FORMAT_VERSION,
+};
 pub use chunk::Chunk;
 pub use compile::{CompileOptions, Compiler, Placement, Progress, References, Source, Stage};
 pub use count::{Counter, Estimator};

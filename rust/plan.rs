@@ -26,7 +26,10 @@ impl Dependencies {
         let requires: Vec<Vec<usize>> = spec.terms.iter().map(|t| t.requires.clone()).collect();
         if let Some(cycle) = find_cycle(&requires) {
             let names: Vec<&str> = cycle.iter().map(|&i| spec.terms[i].name.as_str()).collect();
-            return Err(Error::new(ErrorKind::Plan, format!("requires cycle: {}", names.join(" -> "))));
+            return Err(Error::new(
+                ErrorKind::Plan,
+                format!("requires cycle: {}", names.join(" -> ")),
+            ));
         }
         let mut edges: Vec<Vec<(usize, bool)>> = Vec::with_capacity(n); // (target, is_requires)
         for (i, t) in spec.terms.iter().enumerate() {
@@ -75,7 +78,12 @@ impl Dependencies {
         }
         let deps = edges
             .into_iter()
-            .map(|e| e.into_iter().filter(|&(w, _)| w != usize::MAX).map(|(w, _)| w).collect())
+            .map(|e| {
+                e.into_iter()
+                    .filter(|&(w, _)| w != usize::MAX)
+                    .map(|(w, _)| w)
+                    .collect()
+            })
             .collect();
         Ok(Dependencies { deps, warnings })
     }
@@ -159,7 +167,10 @@ pub(crate) fn ids_in(text: &str, prefix: &str, found: &mut HashMap<String, usize
     let bytes = text.as_bytes();
     for at in memchr::memmem::find_iter(bytes, needle.as_bytes()) {
         let rest = &bytes[at + needle.len()..];
-        let run = rest.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+        let run = rest
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
         for p in 1..run {
             if rest[p] == b'_' && rest.get(p + 1) == Some(&b'_') {
                 let id = String::from_utf8_lossy(&rest[..p]).into_owned();
@@ -200,7 +211,13 @@ pub(crate) fn plan(
         if first_occurrence[t] != Some(k) || first_chunk[t].is_some() {
             continue;
         }
-        emit(t, occurrence_chunk[k], &deps.deps, &mut first_chunk, &mut order);
+        emit(
+            t,
+            occurrence_chunk[k],
+            &deps.deps,
+            &mut first_chunk,
+            &mut order,
+        );
     }
 
     // Tag ids: explicit, else the next free label.
@@ -220,13 +237,21 @@ pub(crate) fn plan(
             if let Some(at) = taken.get(id) {
                 return Err(Error::new(
                     ErrorKind::Plan,
-                    format!("term {:?}: tag {} already occurs in the source at byte {at}", term.name, tag_name(prefix, id)),
+                    format!(
+                        "term {:?}: tag {} already occurs in the source at byte {at}",
+                        term.name,
+                        tag_name(prefix, id)
+                    ),
                 ));
             }
             if in_definitions.contains_key(id) {
                 return Err(Error::new(
                     ErrorKind::Plan,
-                    format!("term {:?}: tag {} already occurs in a definition", term.name, tag_name(prefix, id)),
+                    format!(
+                        "term {:?}: tag {} already occurs in a definition",
+                        term.name,
+                        tag_name(prefix, id)
+                    ),
                 ));
             }
             ids[t] = Some(id.clone());
@@ -235,16 +260,32 @@ pub(crate) fn plan(
         loop {
             let l = label(next_label);
             next_label += 1;
-            if !explicit.contains(l.as_str()) && !taken.contains_key(&l) && !in_definitions.contains_key(&l) {
+            if !explicit.contains(l.as_str())
+                && !taken.contains_key(&l)
+                && !in_definitions.contains_key(&l)
+            {
                 ids[t] = Some(l);
                 break;
             }
         }
     }
-    Ok(Plan { order, first_chunk, ids, first_occurrence, occurrence_chunk, occurrence_count })
+    Ok(Plan {
+        order,
+        first_chunk,
+        ids,
+        first_occurrence,
+        occurrence_chunk,
+        occurrence_count,
+    })
 }
 
-fn emit(t: usize, chunk: u32, deps: &[Vec<usize>], first_chunk: &mut [Option<u32>], order: &mut Vec<usize>) {
+fn emit(
+    t: usize,
+    chunk: u32,
+    deps: &[Vec<usize>],
+    first_chunk: &mut [Option<u32>],
+    order: &mut Vec<usize>,
+) {
     // Iterative post-order; the graph is acyclic and `first_chunk` marks visited terms.
     first_chunk[t] = Some(chunk);
     let mut stack: Vec<(usize, usize)> = vec![(t, 0)];
@@ -279,13 +320,20 @@ mod tests {
     #[test]
     fn ids_found_in_text() {
         let mut m = HashMap::new();
-        ids_in("x __SYS_STATE_A__ y __SYS_STATE_B_C__ __SYS_STATE_", "SYS_STATE", &mut m);
+        ids_in(
+            "x __SYS_STATE_A__ y __SYS_STATE_B_C__ __SYS_STATE_",
+            "SYS_STATE",
+            &mut m,
+        );
         assert!(m.contains_key("A") && m.contains_key("B_C") && !m.contains_key("B"));
     }
 
     #[test]
     fn cycles() {
-        assert_eq!(find_cycle(&[vec![1], vec![2], vec![0]]), Some(vec![0, 1, 2, 0]));
+        assert_eq!(
+            find_cycle(&[vec![1], vec![2], vec![0]]),
+            Some(vec![0, 1, 2, 0])
+        );
         assert_eq!(find_cycle(&[vec![1], vec![], vec![0, 1]]), None);
     }
 }

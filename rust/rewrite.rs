@@ -76,13 +76,17 @@ impl Writer {
                 return;
             }
         }
-        self.out.map.push((o, o + (e - s), s, e, SpanKind::Copy, -1));
+        self.out
+            .map
+            .push((o, o + (e - s), s, e, SpanKind::Copy, -1));
     }
 
     fn insert(&mut self, text: &str, at_source: usize, kind: SpanKind, term: usize) {
         let o = self.out.text.len();
         self.out.text.push_str(text);
-        self.out.map.push((o, o + text.len(), at_source, at_source, kind, term as i32));
+        self.out
+            .map
+            .push((o, o + text.len(), at_source, at_source, kind, term as i32));
     }
 }
 
@@ -98,9 +102,17 @@ pub(crate) fn rewrite(
     let n = spec.terms.len();
     let prefix = &spec.options.id_prefix;
     let blocks: Vec<Option<String>> = (0..n)
-        .map(|t| plan.ids[t].as_deref().map(|id| definition_block(spec, t, id)))
+        .map(|t| {
+            plan.ids[t]
+                .as_deref()
+                .map(|id| definition_block(spec, t, id))
+        })
         .collect();
-    let tags: Vec<Option<String>> = plan.ids.iter().map(|id| id.as_deref().map(|id| reference_tag(prefix, id))).collect();
+    let tags: Vec<Option<String>> = plan
+        .ids
+        .iter()
+        .map(|id| id.as_deref().map(|id| reference_tag(prefix, id)))
+        .collect();
     let extra: usize = blocks.iter().flatten().map(String::len).sum();
     let mut w = Writer {
         out: Rewritten {
@@ -143,7 +155,14 @@ pub(crate) fn rewrite(
                 References::Tag => {
                     let at = w.out.text.len();
                     w.out.text.push_str(tag);
-                    w.out.map.push((at, at + tag.len(), o.start, o.end, SpanKind::Reference, t as i32));
+                    w.out.map.push((
+                        at,
+                        at + tag.len(),
+                        o.start,
+                        o.end,
+                        SpanKind::Reference,
+                        t as i32,
+                    ));
                     w.out.originals.push_str(&source[o.start..o.end]);
                 }
                 References::Annotate => {

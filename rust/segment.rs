@@ -81,7 +81,10 @@ fn fence(line: &[u8]) -> Option<(u8, usize)> {
 }
 
 fn is_list_item(line: &[u8]) -> bool {
-    let ind = line.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let ind = line
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
     let rest = &line[ind..];
     match rest.first() {
         Some(b'-' | b'*' | b'+') => rest.get(1).is_some_and(|b| *b == b' ' || *b == b'\t'),
@@ -167,17 +170,45 @@ pub fn segment(text: &str, file_starts: &[usize]) -> Vec<Unit> {
     }
     for (start, end, kind) in blocks {
         match kind {
-            Block::Heading => units.push(Unit { start, end, kind: UnitKind::Heading }),
-            Block::Code => units.push(Unit { start, end, kind: UnitKind::Code }),
+            Block::Heading => units.push(Unit {
+                start,
+                end,
+                kind: UnitKind::Heading,
+            }),
+            Block::Code => units.push(Unit {
+                start,
+                end,
+                kind: UnitKind::Code,
+            }),
             Block::Paragraph | Block::ListItem => {
-                let first = if kind == Block::Paragraph { UnitKind::Paragraph } else { UnitKind::ListItem };
+                let first = if kind == Block::Paragraph {
+                    UnitKind::Paragraph
+                } else {
+                    UnitKind::ListItem
+                };
                 let mut s = start;
                 for cut in sentence_ends(text, start, end) {
-                    units.push(Unit { start: s, end: cut, kind: if s == start { first } else { UnitKind::Sentence } });
+                    units.push(Unit {
+                        start: s,
+                        end: cut,
+                        kind: if s == start {
+                            first
+                        } else {
+                            UnitKind::Sentence
+                        },
+                    });
                     s = cut;
                 }
                 if s < end {
-                    units.push(Unit { start: s, end, kind: if s == start { first } else { UnitKind::Sentence } });
+                    units.push(Unit {
+                        start: s,
+                        end,
+                        kind: if s == start {
+                            first
+                        } else {
+                            UnitKind::Sentence
+                        },
+                    });
                 }
             }
         }
@@ -205,7 +236,11 @@ fn sentence_ends(text: &str, start: usize, end: usize) -> Vec<usize> {
             }
         } else if b == 0xE3 && i + 2 < end && bytes[i + 1] == 0x80 && bytes[i + 2] == 0x82 {
             after = Some(i + 3); // U+3002 IDEOGRAPHIC FULL STOP
-        } else if b == 0xEF && i + 2 < end && bytes[i + 1] == 0xBC && (bytes[i + 2] == 0x81 || bytes[i + 2] == 0x9F) {
+        } else if b == 0xEF
+            && i + 2 < end
+            && bytes[i + 1] == 0xBC
+            && (bytes[i + 2] == 0x81 || bytes[i + 2] == 0x9F)
+        {
             after = Some(i + 3); // U+FF01, U+FF1F fullwidth ! ?
         }
         if let Some(mut j) = after {
@@ -231,7 +266,10 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<(&str, UnitKind)> {
-        segment(text, &[]).iter().map(|u| (&text[u.start..u.end], u.kind)).collect()
+        segment(text, &[])
+            .iter()
+            .map(|u| (&text[u.start..u.end], u.kind))
+            .collect()
     }
 
     #[test]
@@ -242,7 +280,10 @@ mod tests {
         assert_eq!(joined, text);
         assert_eq!(got[0], ("\n# Title\n", UnitKind::Heading));
         assert_eq!(got[1], ("First one. ", UnitKind::Paragraph));
-        assert_eq!(got[2], ("Second one.\nstill second\n\n", UnitKind::Sentence));
+        assert_eq!(
+            got[2],
+            ("Second one.\nstill second\n\n", UnitKind::Sentence)
+        );
         assert_eq!(got[3], ("- item a\n  more\n", UnitKind::ListItem));
         assert_eq!(got[4], ("- item b\n", UnitKind::ListItem));
         assert_eq!(got[5], ("```js\nx. Y\n\n```\n", UnitKind::Code));
@@ -263,7 +304,10 @@ mod tests {
         assert_eq!(units.len(), 2);
         assert_eq!(units[1].start, 9);
         let units = segment("abc def", &[0, 4]);
-        assert_eq!(units.iter().map(|u| (u.start, u.end)).collect::<Vec<_>>(), vec![(0, 4), (4, 7)]);
+        assert_eq!(
+            units.iter().map(|u| (u.start, u.end)).collect::<Vec<_>>(),
+            vec![(0, 4), (4, 7)]
+        );
     }
 
     #[test]

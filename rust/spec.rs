@@ -23,7 +23,11 @@ pub struct SpecOptions {
 
 impl Default for SpecOptions {
     fn default() -> Self {
-        SpecOptions { case_sensitive: false, whole_word: true, id_prefix: "SYS_STATE".into() }
+        SpecOptions {
+            case_sensitive: false,
+            whole_word: true,
+            id_prefix: "SYS_STATE".into(),
+        }
     }
 }
 
@@ -66,15 +70,23 @@ fn get_bool(obj: &Map<String, Value>, key: &str, whose: &str) -> Result<Option<b
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(Error::spec(format!("{whose}: \"{key}\" must be true or false, not {v}"))),
+        Some(v) => Err(Error::spec(format!(
+            "{whose}: \"{key}\" must be true or false, not {v}"
+        ))),
     }
 }
 
-fn get_str<'a>(obj: &'a Map<String, Value>, key: &str, whose: &str) -> Result<Option<&'a str>, Error> {
+fn get_str<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    whose: &str,
+) -> Result<Option<&'a str>, Error> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(Error::spec(format!("{whose}: \"{key}\" must be a string, not {v}"))),
+        Some(v) => Err(Error::spec(format!(
+            "{whose}: \"{key}\" must be a string, not {v}"
+        ))),
     }
 }
 
@@ -87,22 +99,37 @@ fn get_str_list(obj: &Map<String, Value>, key: &str, whose: &str) -> Result<Vec<
             .enumerate()
             .map(|(i, v)| match v {
                 Value::String(s) => Ok(s.clone()),
-                v => Err(Error::spec(format!("{whose}: \"{key}\" item #{} must be a string, not {v}", i + 1))),
+                v => Err(Error::spec(format!(
+                    "{whose}: \"{key}\" item #{} must be a string, not {v}",
+                    i + 1
+                ))),
             })
             .collect(),
-        Some(v) => Err(Error::spec(format!("{whose}: \"{key}\" must be a list of strings, not {v}"))),
+        Some(v) => Err(Error::spec(format!(
+            "{whose}: \"{key}\" must be a list of strings, not {v}"
+        ))),
     }
 }
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
-        && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         && !id.contains("__")
         && !id.starts_with('_')
         && !id.ends_with('_')
 }
 
-const TERM_KEYS: [&str; 7] = ["name", "aliases", "definition", "id", "requires", "case_sensitive", "whole_word"];
+const TERM_KEYS: [&str; 7] = [
+    "name",
+    "aliases",
+    "definition",
+    "id",
+    "requires",
+    "case_sensitive",
+    "whole_word",
+];
 const OPTION_KEYS: [&str; 3] = ["case_sensitive", "whole_word", "id_prefix"];
 
 impl Spec {
@@ -128,17 +155,25 @@ impl Spec {
             Value::Object(obj) => {
                 for key in obj.keys() {
                     if !matches!(key.as_str(), "options" | "terms" | "term") {
-                        return Err(Error::spec(format!("spec: unknown key {key:?} (expected \"options\" and \"terms\")")));
+                        return Err(Error::spec(format!(
+                            "spec: unknown key {key:?} (expected \"options\" and \"terms\")"
+                        )));
                     }
                 }
                 let terms = obj.get("terms").or_else(|| obj.get("term"));
                 (obj.get("options"), terms.unwrap_or(&Value::Null))
             }
-            _ => return Err(Error::spec("spec must be a table with [[term]] entries or a list of terms")),
+            _ => {
+                return Err(Error::spec(
+                    "spec must be a table with [[term]] entries or a list of terms",
+                ))
+            }
         };
         let mut options = SpecOptions::default();
         if let Some(opts) = options_value {
-            let obj = opts.as_object().ok_or_else(|| Error::spec("spec: \"options\" must be a table"))?;
+            let obj = opts
+                .as_object()
+                .ok_or_else(|| Error::spec("spec: \"options\" must be a table"))?;
             for key in obj.keys() {
                 if !OPTION_KEYS.contains(&key.as_str()) {
                     return Err(Error::spec(format!("options: unknown key {key:?}")));
@@ -166,7 +201,11 @@ impl Spec {
         let items = match terms_value {
             Value::Array(items) => items,
             Value::Null => return Err(Error::spec("spec has no terms")),
-            v => return Err(Error::spec(format!("spec: \"terms\" must be a list, not {v}"))),
+            v => {
+                return Err(Error::spec(format!(
+                    "spec: \"terms\" must be a list, not {v}"
+                )))
+            }
         };
         if items.is_empty() {
             return Err(Error::spec("spec has no terms"));
@@ -176,7 +215,9 @@ impl Spec {
         let mut requires_names: Vec<Vec<String>> = Vec::with_capacity(items.len());
         let mut by_name: HashMap<String, usize> = HashMap::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let obj = item.as_object().ok_or_else(|| Error::spec(format!("term #{}: must be a table, not {item}", i + 1)))?;
+            let obj = item.as_object().ok_or_else(|| {
+                Error::spec(format!("term #{}: must be a table, not {item}", i + 1))
+            })?;
             let name = get_str(obj, "name", &label(i, None))?
                 .ok_or_else(|| Error::spec(format!("term #{}: missing \"name\"", i + 1)))?;
             if name.trim().is_empty() {
@@ -189,7 +230,11 @@ impl Spec {
                 }
             }
             if let Some(&first) = by_name.get(name) {
-                return Err(Error::spec(format!("duplicate term name {name:?} (terms #{} and #{})", first + 1, i + 1)));
+                return Err(Error::spec(format!(
+                    "duplicate term name {name:?} (terms #{} and #{})",
+                    first + 1,
+                    i + 1
+                )));
             }
             by_name.insert(name.to_string(), i);
             let definition = get_str(obj, "definition", &whose)?
@@ -197,7 +242,8 @@ impl Spec {
             if definition.trim().is_empty() {
                 return Err(Error::spec(format!("{whose}: \"definition\" is empty")));
             }
-            let case_sensitive = get_bool(obj, "case_sensitive", &whose)?.unwrap_or(options.case_sensitive);
+            let case_sensitive =
+                get_bool(obj, "case_sensitive", &whose)?.unwrap_or(options.case_sensitive);
             let whole_word = get_bool(obj, "whole_word", &whose)?.unwrap_or(options.whole_word);
             let id = get_str(obj, "id", &whose)?.map(str::to_string);
             if let Some(id) = &id {
@@ -220,12 +266,20 @@ impl Spec {
                     }));
                 }
                 if alias.contains(['\n', '\r']) {
-                    return Err(Error::spec(format!("{whose}: alias {alias:?} contains a line break")));
+                    return Err(Error::spec(format!(
+                        "{whose}: alias {alias:?} contains a line break"
+                    )));
                 }
                 if alias.trim() != alias {
-                    return Err(Error::spec(format!("{whose}: alias {alias:?} has leading or trailing white space")));
+                    return Err(Error::spec(format!(
+                        "{whose}: alias {alias:?} has leading or trailing white space"
+                    )));
                 }
-                let key = if case_sensitive { alias.clone() } else { fold_case(&alias) };
+                let key = if case_sensitive {
+                    alias.clone()
+                } else {
+                    fold_case(&alias)
+                };
                 if !seen.contains(&key) {
                     seen.push(key);
                     unique.push(alias);
@@ -245,7 +299,10 @@ impl Spec {
         for (i, names) in requires_names.into_iter().enumerate() {
             for req in names {
                 let j = *by_name.get(&req).ok_or_else(|| {
-                    Error::spec(format!("term {:?}: requires unknown term {req:?}", terms[i].name))
+                    Error::spec(format!(
+                        "term {:?}: requires unknown term {req:?}",
+                        terms[i].name
+                    ))
                 })?;
                 if j != i && !terms[i].requires.contains(&j) {
                     terms[i].requires.push(j);
@@ -268,7 +325,10 @@ fn check_ids(terms: &[Term]) -> Result<(), Error> {
     for (i, t) in terms.iter().enumerate() {
         if let Some(id) = &t.id {
             if let Some(&j) = ids.get(id.as_str()) {
-                return Err(Error::spec(format!("duplicate id {id:?} (terms {:?} and {:?})", terms[j].name, t.name)));
+                return Err(Error::spec(format!(
+                    "duplicate id {id:?} (terms {:?} and {:?})",
+                    terms[j].name, t.name
+                )));
             }
             ids.insert(id, i);
         }
@@ -287,9 +347,14 @@ fn check_aliases(terms: &[Term]) -> Result<(), Error> {
                 if j == i {
                     continue;
                 }
-                let clash = !t.case_sensitive || !terms[j].case_sensitive || other == alias.as_str();
+                let clash =
+                    !t.case_sensitive || !terms[j].case_sensitive || other == alias.as_str();
                 if clash {
-                    let shown = if other == alias.as_str() { format!("{alias:?}") } else { format!("{other:?} / {alias:?}") };
+                    let shown = if other == alias.as_str() {
+                        format!("{alias:?}")
+                    } else {
+                        format!("{other:?} / {alias:?}")
+                    };
                     return Err(Error::spec(format!(
                         "alias {shown} is claimed by two terms: {:?} and {:?}",
                         terms[j].name, t.name
@@ -321,15 +386,32 @@ mod tests {
     #[test]
     fn errors_name_the_input() {
         assert_eq!(err(r#"[{"definition": "d"}]"#), "term #1: missing \"name\"");
-        assert_eq!(err(r#"[{"name": "X"}]"#), "term \"X\": missing \"definition\"");
-        assert!(err(r#"[{"name": "X", "definition": "d"}, {"name": "X", "definition": "e"}]"#).contains("duplicate term name \"X\""));
-        assert_eq!(err(r#"[{"name": "X", "definition": "d", "aliases": [""]}]"#), "term \"X\": alias #1 is empty");
         assert_eq!(
-            err(r#"[{"name": "X", "definition": "d", "aliases": ["rp"]}, {"name": "Y", "definition": "e", "aliases": ["RP"]}]"#),
+            err(r#"[{"name": "X"}]"#),
+            "term \"X\": missing \"definition\""
+        );
+        assert!(
+            err(r#"[{"name": "X", "definition": "d"}, {"name": "X", "definition": "e"}]"#)
+                .contains("duplicate term name \"X\"")
+        );
+        assert_eq!(
+            err(r#"[{"name": "X", "definition": "d", "aliases": [""]}]"#),
+            "term \"X\": alias #1 is empty"
+        );
+        assert_eq!(
+            err(
+                r#"[{"name": "X", "definition": "d", "aliases": ["rp"]}, {"name": "Y", "definition": "e", "aliases": ["RP"]}]"#
+            ),
             "alias \"rp\" / \"RP\" is claimed by two terms: \"X\" and \"Y\""
         );
-        assert_eq!(err(r#"[{"name": "X", "definition": "d", "requires": ["Z"]}]"#), "term \"X\": requires unknown term \"Z\"");
-        assert_eq!(err(r#"[{"name": "X", "definition": "d", "alias": ["Z"]}]"#), "term \"X\": unknown key \"alias\"");
+        assert_eq!(
+            err(r#"[{"name": "X", "definition": "d", "requires": ["Z"]}]"#),
+            "term \"X\": requires unknown term \"Z\""
+        );
+        assert_eq!(
+            err(r#"[{"name": "X", "definition": "d", "alias": ["Z"]}]"#),
+            "term \"X\": unknown key \"alias\""
+        );
     }
 
     #[test]

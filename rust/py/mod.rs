@@ -10,16 +10,36 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::{
-    Artifact as CoreArtifact, CompileOptions, Compiler as CoreCompiler, Counter, Error, ErrorKind, Estimator,
-    Placement, Progress as CoreProgress, References, Source,
+    Artifact as CoreArtifact, CompileOptions, Compiler as CoreCompiler, Counter, Error, ErrorKind,
+    Estimator, Placement, Progress as CoreProgress, References, Source,
 };
 
-create_exception!(_core, AotccError, PyException, "Base of every error the core raises.");
-create_exception!(_core, InputError, AotccError, "A source is not valid UTF-8, or an input is unusable.");
+create_exception!(
+    _core,
+    AotccError,
+    PyException,
+    "Base of every error the core raises."
+);
+create_exception!(
+    _core,
+    InputError,
+    AotccError,
+    "A source is not valid UTF-8, or an input is unusable."
+);
 create_exception!(_core, SpecError, AotccError, "The term spec is malformed.");
-create_exception!(_core, PlanError, AotccError, "Planning failed: a requires cycle, a colliding tag id.");
+create_exception!(
+    _core,
+    PlanError,
+    AotccError,
+    "Planning failed: a requires cycle, a colliding tag id."
+);
 create_exception!(_core, CountError, AotccError, "The token counter failed.");
-create_exception!(_core, ArtifactError, AotccError, "A .aotc file is truncated, corrupt or of another version.");
+create_exception!(
+    _core,
+    ArtifactError,
+    AotccError,
+    "A .aotc file is truncated, corrupt or of another version."
+);
 
 fn to_py(e: Error) -> PyErr {
     let msg = e.message().to_string();
@@ -46,7 +66,10 @@ fn char_offsets(text: &str, offsets: &[u64]) -> Vec<i64> {
         let target = (offsets[i] as usize).min(bytes.len());
         if target > pos {
             // Count UTF-8 lead bytes between pos and target.
-            chars += bytes[pos..target].iter().filter(|&&b| (b as i8) >= -0x40).count() as i64;
+            chars += bytes[pos..target]
+                .iter()
+                .filter(|&&b| (b as i8) >= -0x40)
+                .count() as i64;
             pos = target;
         }
         out[i] = chars;
@@ -59,7 +82,10 @@ fn byte_offset(text: &str, char_offset: usize) -> Option<usize> {
     if text.is_ascii() {
         return (char_offset <= text.len()).then_some(char_offset);
     }
-    text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len())).nth(char_offset)
+    text.char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(text.len()))
+        .nth(char_offset)
 }
 
 struct PyCounter(Py<PyAny>);
@@ -69,15 +95,24 @@ impl Counter for PyCounter {
         Python::attach(|py| {
             let list = PyList::new(py, pieces).map_err(|e| count_error(py, e))?;
             let result = self.0.call1(py, (list,)).map_err(|e| count_error(py, e))?;
-            result.extract::<Vec<u32>>(py).map_err(|e| count_error(py, e))
+            result
+                .extract::<Vec<u32>>(py)
+                .map_err(|e| count_error(py, e))
         })
     }
 }
 
 fn count_error(py: Python<'_>, e: PyErr) -> Error {
     let value = e.value(py);
-    let kind = value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "error".into());
-    Error::new(ErrorKind::Count, format!("token counter failed: {kind}: {value}"))
+    let kind = value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "error".into());
+    Error::new(
+        ErrorKind::Count,
+        format!("token counter failed: {kind}: {value}"),
+    )
 }
 
 /// Shared progress counters, updated by the core while it runs without the GIL.
@@ -112,18 +147,37 @@ struct Compiler(Arc<CoreCompiler>);
 impl Compiler {
     #[new]
     #[pyo3(signature = (spec_json, spec_name = "<spec>", *, budget = 512, placement = "chunk", references = "tag"))]
-    fn new(py: Python<'_>, spec_json: &str, spec_name: &str, budget: i64, placement: &str, references: &str) -> PyResult<Self> {
-        let placement = Placement::parse(placement)
-            .ok_or_else(|| InputError::new_err(format!("placement must be \"chunk\" or \"top\", not {placement:?}")))?;
+    fn new(
+        py: Python<'_>,
+        spec_json: &str,
+        spec_name: &str,
+        budget: i64,
+        placement: &str,
+        references: &str,
+    ) -> PyResult<Self> {
+        let placement = Placement::parse(placement).ok_or_else(|| {
+            InputError::new_err(format!(
+                "placement must be \"chunk\" or \"top\", not {placement:?}"
+            ))
+        })?;
         let references = References::parse(references).ok_or_else(|| {
-            InputError::new_err(format!("references must be \"tag\", \"annotate\" or \"keep\", not {references:?}"))
+            InputError::new_err(format!(
+                "references must be \"tag\", \"annotate\" or \"keep\", not {references:?}"
+            ))
         })?;
         if !(1..=u32::MAX as i64).contains(&budget) {
-            return Err(InputError::new_err(format!("budget must be a positive number of tokens, not {budget}")));
+            return Err(InputError::new_err(format!(
+                "budget must be a positive number of tokens, not {budget}"
+            )));
         }
-        let options = CompileOptions::default().budget(budget as u32).placement(placement).references(references);
+        let options = CompileOptions::default()
+            .budget(budget as u32)
+            .placement(placement)
+            .references(references);
         let (json, name) = (spec_json.to_string(), spec_name.to_string());
-        let compiler = py.detach(move || CoreCompiler::new(&json, &name, options)).map_err(to_py)?;
+        let compiler = py
+            .detach(move || CoreCompiler::new(&json, &name, options))
+            .map_err(to_py)?;
         Ok(Compiler(Arc::new(compiler)))
     }
 
@@ -149,7 +203,10 @@ impl Compiler {
         if sources.is_empty() {
             return Err(InputError::new_err("no prompt given"));
         }
-        let sources: Vec<Source> = sources.into_iter().map(|(n, b)| Source::new(n, b)).collect();
+        let sources: Vec<Source> = sources
+            .into_iter()
+            .map(|(n, b)| Source::new(n, b))
+            .collect();
         let progress = progress.map(|p| p.0.clone());
         let compiler = self.0.clone();
         let tokenizer = tokenizer.to_string();
@@ -180,8 +237,20 @@ impl Compiler {
         let d = PyDict::new(py);
         d.set_item("start", starts.to_pyarray(py))?;
         d.set_item("end", ends.to_pyarray(py))?;
-        d.set_item("term", occ.iter().map(|o| i64::from(o.term)).collect::<Vec<_>>().to_pyarray(py))?;
-        d.set_item("alias", occ.iter().map(|o| i64::from(o.alias)).collect::<Vec<_>>().to_pyarray(py))?;
+        d.set_item(
+            "term",
+            occ.iter()
+                .map(|o| i64::from(o.term))
+                .collect::<Vec<_>>()
+                .to_pyarray(py),
+        )?;
+        d.set_item(
+            "alias",
+            occ.iter()
+                .map(|o| i64::from(o.alias))
+                .collect::<Vec<_>>()
+                .to_pyarray(py),
+        )?;
         Ok(d)
     }
 }
@@ -195,10 +264,14 @@ struct Artifact {
 
 impl Artifact {
     fn new(a: CoreArtifact) -> Self {
-        Artifact { inner: Arc::new(a), source: OnceLock::new() }
+        Artifact {
+            inner: Arc::new(a),
+            source: OnceLock::new(),
+        }
     }
     fn source_text(&self) -> &str {
-        self.source.get_or_init(|| String::from_utf8(self.inner.decompile()).expect("sources are UTF-8"))
+        self.source
+            .get_or_init(|| String::from_utf8(self.inner.decompile()).expect("sources are UTF-8"))
     }
 }
 
@@ -221,7 +294,8 @@ impl Artifact {
     #[pyo3(signature = (data, name = "<artifact>"))]
     fn from_bytes(py: Python<'_>, data: Vec<u8>, name: &str) -> PyResult<Self> {
         let a = py.detach(move || CoreArtifact::from_bytes(&data));
-        a.map(Artifact::new).map_err(|e| ArtifactError::new_err(format!("{name}: {}", e.message())))
+        a.map(Artifact::new)
+            .map_err(|e| ArtifactError::new_err(format!("{name}: {}", e.message())))
     }
 
     #[pyo3(signature = (timings = false))]
@@ -255,7 +329,10 @@ impl Artifact {
                 ("out_start", char_offsets(out, &c.out_start)),
                 ("out_end", char_offsets(out, &c.out_end)),
                 ("tokens", c.tokens.iter().map(|&t| i64::from(t)).collect()),
-                ("out_tokens", c.out_tokens.iter().map(|&t| i64::from(t)).collect()),
+                (
+                    "out_tokens",
+                    c.out_tokens.iter().map(|&t| i64::from(t)).collect(),
+                ),
             ]
         });
         arrays(py, &cols)
@@ -304,10 +381,13 @@ impl Artifact {
         let (src, out) = (self.source_text(), self.inner.text());
         let terms = self.inner.terms();
         let firsts: Vec<u64> = terms.iter().map(|t| t.first_offset.unwrap_or(0)).collect();
-        let spans: Vec<u64> = terms.iter().flat_map(|t| {
-            let (s, e) = t.definition_span.unwrap_or((0, 0));
-            [s, e]
-        }).collect();
+        let spans: Vec<u64> = terms
+            .iter()
+            .flat_map(|t| {
+                let (s, e) = t.definition_span.unwrap_or((0, 0));
+                [s, e]
+            })
+            .collect();
         let (firsts, spans) = (char_offsets(src, &firsts), char_offsets(out, &spans));
         let list: Vec<serde_json::Value> = terms
             .iter()
