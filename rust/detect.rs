@@ -44,6 +44,8 @@ struct Pattern {
 #[derive(Debug, Clone)]
 pub struct Detector {
     anchored: Option<(AhoCorasick, Vec<Pattern>)>,
+    /// Byte length of the longest anchored alias: the window searched at a word start.
+    max_anchored: usize,
     anywhere: Option<(AhoCorasick, Vec<Pattern>)>,
     filter: PrefixFilter,
 }
@@ -122,6 +124,19 @@ const CLASS: [u8; 256] = {
     t
 };
 
+/// Bit k of `word` is set when byte k is an ASCII word byte; of `high` when it is not ASCII.
+#[inline]
+fn ascii_masks(block: &[u8; 64]) -> (u64, u64) {
+    let (mut word, mut high) = (0u64, 0u64);
+    for (k, &b) in block.iter().enumerate() {
+        let lower = b | 0x20;
+        let is_word = lower.wrapping_sub(b'a') < 26 || b.wrapping_sub(b'0') < 10 || b == b'_';
+        word |= u64::from(is_word) << k;
+        high |= u64::from(b >> 7) << k;
+    }
+    (word, high)
+}
+
 fn build(folded: &[String], anchored: bool) -> AhoCorasick {
     // A DFA is the fastest; its size grows with the patterns, so very large glossaries
     // fall back to the contiguous NFA.
@@ -175,6 +190,7 @@ impl Detector {
             }
         }
         let filter = PrefixFilter::new(at_word.iter().map(|(f, _)| f.as_bytes()));
+        let max_anchored = at_word.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
         let make = |list: Vec<(String, Pattern)>, anchored: bool| {
             (!list.is_empty()).then(|| {
                 let (folded, patterns): (Vec<String>, Vec<Pattern>) = list.into_iter().unzip();
@@ -185,6 +201,7 @@ impl Detector {
             anchored: make(at_word, true),
             anywhere: make(anywhere, false),
             filter,
+            max_anchored,
         }
     }
 
@@ -242,12 +259,11 @@ impl Detector {
         end: usize,
         file_starts: &[usize],
     ) -> Vec<Occurrence> {
-        let mut folded = String::with_capacity(end - start);
-        fold_into(&text[start..end], &mut folded);
-        let hay = folded.as_bytes();
         let mut candidates: Vec<Occurrence> = Vec::new();
         if let Some((ac, patterns)) = &self.anywhere {
-            for m in ac.find_overlapping_iter(hay) {
+            let mut folded = String::with_capacity(end - start);
+            fold_into(&text[start..end], &mut folded);
+            for m in ac.find_overlapping_iter(folded.as_bytes()) {
                 self.accept(
                     text,
                     &patterns[m.pattern().as_usize()],
@@ -259,39 +275,83 @@ impl Detector {
             }
         }
         if let Some((ac, patterns)) = &self.anchored {
+            // Scan the source itself, 64 bytes at a time as bitmasks where the bytes are
+            // ASCII; only at a word start that passes the prefix filter is a window of at
+            // most the longest alias folded and searched.
             let bytes = text.as_bytes();
-            let mut prev_word = char_before(text, start).is_some_and(is_word_char);
-            let mut i = 0;
-            while i < hay.len() {
-                let word = match CLASS[bytes[start + i] as usize] {
-                    0 => false,
-                    1 => true,
-                    3 => {
-                        i += 1;
-                        continue;
+            let mut window = String::with_capacity(self.max_anchored + 4);
+            let mut at_word_start = |i: usize, candidates: &mut Vec<Occurrence>| {
+                let head = &bytes[i..(i + 3).min(end)];
+                if head.is_ascii() {
+                    let mut low = [0u8; 3];
+                    for (k, b) in head.iter().enumerate() {
+                        low[k] = b.to_ascii_lowercase();
                     }
-                    _ => is_word_char(char_at(text, start + i).expect("char boundary")),
-                };
-                if word && !prev_word && self.filter.may_match(&hay[i..(i + 3).min(hay.len())]) {
-                    let input = Input::new(hay).range(i..).anchored(Anchored::Yes);
-                    let mut state = OverlappingState::start();
-                    loop {
-                        ac.find_overlapping(input.clone(), &mut state);
-                        match state.get_match() {
-                            Some(m) => self.accept(
-                                text,
-                                &patterns[m.pattern().as_usize()],
-                                start + m.start(),
-                                start + m.end(),
-                                file_starts,
-                                &mut candidates,
-                            ),
-                            None => break,
-                        }
+                    if !self.filter.may_match(&low[..head.len()]) {
+                        return;
                     }
                 }
-                prev_word = word;
-                i += 1;
+                let mut we = (i + self.max_anchored).min(end);
+                while !text.is_char_boundary(we) {
+                    we += 1;
+                }
+                window.clear();
+                fold_into(&text[i..we], &mut window);
+                let input = Input::new(window.as_bytes()).anchored(Anchored::Yes);
+                let mut state = OverlappingState::start();
+                loop {
+                    ac.find_overlapping(input.clone(), &mut state);
+                    match state.get_match() {
+                        Some(m) => self.accept(
+                            text,
+                            &patterns[m.pattern().as_usize()],
+                            i + m.start(),
+                            i + m.end(),
+                            file_starts,
+                            candidates,
+                        ),
+                        None => break,
+                    }
+                }
+            };
+            let mut prev_word = char_before(text, start).is_some_and(is_word_char);
+            let mut i = start;
+            while i < end {
+                if i + 64 <= end {
+                    let (word, high) = ascii_masks(bytes[i..i + 64].try_into().expect("64 bytes"));
+                    if high == 0 {
+                        let mut starts = word & !((word << 1) | u64::from(prev_word));
+                        while starts != 0 {
+                            at_word_start(i + starts.trailing_zeros() as usize, &mut candidates);
+                            starts &= starts - 1;
+                        }
+                        prev_word = word >> 63 == 1;
+                        i += 64;
+                        continue;
+                    }
+                }
+                // Scalar path (non-ASCII nearby, or the tail): one block's worth.
+                let stop = (i + 64).min(end);
+                while i < stop {
+                    let word = match CLASS[bytes[i] as usize] {
+                        0 => false,
+                        1 => true,
+                        3 => {
+                            i += 1;
+                            continue;
+                        }
+                        _ => is_word_char(char_at(text, i).expect("char boundary")),
+                    };
+                    if word && !prev_word {
+                        at_word_start(i, &mut candidates);
+                    }
+                    prev_word = word;
+                    i += 1;
+                }
+                // Finish a character cut by the block end before going back to blocks.
+                while i < end && CLASS[bytes[i] as usize] == 3 {
+                    i += 1;
+                }
             }
         }
         leftmost_longest(candidates)
