@@ -20,7 +20,8 @@ fn kind_name(kind: ErrorKind) -> &'static str {
 }
 
 fn run_case(path: &Path) -> Result<(), String> {
-    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).map_err(|e| e.to_string())?;
+    let doc: toml::Table =
+        toml::from_str(&std::fs::read_to_string(path).unwrap()).map_err(|e| e.to_string())?;
     let case = doc["case"].as_table().expect("[case] table");
     let spec = serde_json::to_string(&doc["spec"]).unwrap();
     let source = case["source"].as_str().expect("source");
@@ -34,19 +35,35 @@ fn run_case(path: &Path) -> Result<(), String> {
     if let Some(r) = case.get("references").and_then(|v| v.as_str()) {
         options = options.references(References::parse(r).expect("references"));
     }
-    let result = Compiler::new(&spec, "case", options)
-        .and_then(|c| c.compile(&[Source::new("case", source.as_bytes().to_vec())], &Estimator, "estimator", None));
+    let result = Compiler::new(&spec, "case", options).and_then(|c| {
+        c.compile(
+            &[Source::new("case", source.as_bytes().to_vec())],
+            &Estimator,
+            "estimator",
+            None,
+        )
+    });
     if let Some(expected) = case.get("expect_error").and_then(|v| v.as_str()) {
         let err = match result {
-            Ok(_) => return Err(format!("expected an error containing {expected:?}, compiled fine")),
+            Ok(_) => {
+                return Err(format!(
+                    "expected an error containing {expected:?}, compiled fine"
+                ))
+            }
             Err(e) => e,
         };
         if !err.message().contains(expected) {
-            return Err(format!("error {:?} does not contain {expected:?}", err.message()));
+            return Err(format!(
+                "error {:?} does not contain {expected:?}",
+                err.message()
+            ));
         }
         if let Some(kind) = case.get("expect_error_kind").and_then(|v| v.as_str()) {
             if kind_name(err.kind()) != kind {
-                return Err(format!("error kind {} is not {kind}", kind_name(err.kind())));
+                return Err(format!(
+                    "error kind {} is not {kind}",
+                    kind_name(err.kind())
+                ));
             }
         }
         return Ok(());
@@ -54,7 +71,10 @@ fn run_case(path: &Path) -> Result<(), String> {
     let artifact = result.map_err(|e| format!("unexpected error: {e}"))?;
     if let Some(expected) = case.get("expect_compiled").and_then(|v| v.as_str()) {
         if artifact.text() != expected {
-            return Err(format!("compiled text differs:\n  got:      {:?}\n  expected: {expected:?}", artifact.text()));
+            return Err(format!(
+                "compiled text differs:\n  got:      {:?}\n  expected: {expected:?}",
+                artifact.text()
+            ));
         }
     }
     if let Some(expected) = case.get("expect_occurrences").and_then(|v| v.as_array()) {
@@ -73,11 +93,17 @@ fn run_case(path: &Path) -> Result<(), String> {
             .iter()
             .map(|row| {
                 let r = row.as_array().expect("[start, end, term]");
-                (r[0].as_integer().unwrap(), r[1].as_integer().unwrap(), r[2].as_str().unwrap().to_string())
+                (
+                    r[0].as_integer().unwrap(),
+                    r[1].as_integer().unwrap(),
+                    r[2].as_str().unwrap().to_string(),
+                )
             })
             .collect();
         if got != want {
-            return Err(format!("occurrences differ:\n  got:      {got:?}\n  expected: {want:?}"));
+            return Err(format!(
+                "occurrences differ:\n  got:      {got:?}\n  expected: {want:?}"
+            ));
         }
     }
     if artifact.decompile() != source.as_bytes() {
@@ -89,13 +115,30 @@ fn run_case(path: &Path) -> Result<(), String> {
 #[test]
 fn table_driven_cases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cases");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     paths.retain(|p| p.extension().is_some_and(|e| e == "toml"));
     paths.sort();
-    assert!(paths.len() >= 20, "expected the shared case files in {}", dir.display());
+    assert!(
+        paths.len() >= 20,
+        "expected the shared case files in {}",
+        dir.display()
+    );
     let failures: Vec<String> = paths
         .iter()
-        .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.file_name().unwrap().to_string_lossy())))
+        .filter_map(|p| {
+            run_case(p)
+                .err()
+                .map(|e| format!("{}: {e}", p.file_name().unwrap().to_string_lossy()))
+        })
         .collect();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), paths.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        paths.len(),
+        failures.join("\n")
+    );
 }
