@@ -218,7 +218,17 @@ pub(crate) struct OptionsRecord {
 /// Named binary columns, in a fixed order.
 pub(crate) type Tables = Vec<(String, ByteBuf)>;
 
-#[derive(Serialize, Deserialize)]
+/// The file layout as written, borrowing the body so it is not copied.
+#[derive(Serialize)]
+struct FileLayoutRef<'a> {
+    format: &'a str,
+    version: u32,
+    hash: &'a str,
+    body: &'a serde_bytes::Bytes,
+    timings: &'a [(String, f64)],
+}
+
+#[derive(Deserialize)]
 struct FileLayout {
     format: String,
     version: u32,
@@ -292,16 +302,12 @@ impl Artifact {
     /// The `.aotc` bytes. Timings are left out unless asked for, so the same inputs
     /// give byte-identical files.
     pub fn to_bytes(&self, include_timings: bool) -> Vec<u8> {
-        let layout = FileLayout {
-            format: FORMAT.into(),
+        let layout = FileLayoutRef {
+            format: FORMAT,
             version: FORMAT_VERSION,
-            hash: self.hash.clone(),
-            body: ByteBuf::from(self.body_bytes.clone()),
-            timings: if include_timings {
-                self.timings.clone()
-            } else {
-                Vec::new()
-            },
+            hash: &self.hash,
+            body: serde_bytes::Bytes::new(&self.body_bytes),
+            timings: if include_timings { &self.timings } else { &[] },
         };
         rmp_serde::to_vec_named(&layout).expect("the artifact serializes")
     }
