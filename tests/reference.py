@@ -283,7 +283,9 @@ def dependencies(spec: Spec) -> dict[int, list[tuple[int, str]]]:
     return deps
 
 
-def break_cycles(spec: Spec, deps: dict[int, list[tuple[int, str]]]) -> tuple[dict[int, list[int]], list[tuple[int, int]]]:
+def break_cycles(
+    spec: Spec, deps: dict[int, list[tuple[int, str]]]
+) -> tuple[dict[int, list[int]], list[tuple[int, int]]]:
     """Depth-first from each term in spec order; an edge back to a term on the current
     path is dropped. Returns the kept edges and the dropped ones."""
     kept: dict[int, list[int]] = {term.index: [] for term in spec.terms}

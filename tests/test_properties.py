@@ -101,7 +101,8 @@ long_lines = st.integers(1, 12).map(lambda n: "\n" * n)
 
 
 def random_alias(draw) -> str:
-    parts = draw(st.lists(st.one_of(words, cjk_runs, st.sampled_from(EMOJI)), min_size=1, max_size=3))
+    part = st.one_of(words, cjk_runs, st.sampled_from(EMOJI))
+    parts = draw(st.lists(part, min_size=1, max_size=3))
     joiner = draw(st.sampled_from([" ", "-", "", ".", "+"]))
     return joiner.join(parts)
 
@@ -149,7 +150,8 @@ def specs(draw) -> dict:
         options["id_prefix"] = draw(st.sampled_from(ID_PREFIXES))
     id_prefix = options.get("id_prefix", "SYS_STATE")
 
-    candidates = st.one_of(st.sampled_from(ALIAS_POOL), st.sampled_from(ALIAS_POOL), random_aliases())
+    pool = st.sampled_from(ALIAS_POOL)
+    candidates = st.one_of(pool, pool, random_aliases())
     n_terms = draw(st.integers(1, 5))
     terms: list[dict] = []
     claimed: list[tuple[str, bool]] = []  # (alias, case_sensitive) of earlier terms
@@ -169,7 +171,9 @@ def specs(draw) -> dict:
         for alias in draw(st.lists(candidates, max_size=3)):
             if alias != name and not conflicts(alias, sensitive, claimed):
                 aliases.append(draw(st.sampled_from([alias, alias, case_variant(draw, alias)])))
-        aliases = [a for a in aliases if a.strip() == a and a and not conflicts(a, sensitive, claimed)]
+        aliases = [
+            a for a in aliases if a and a.strip() == a and not conflicts(a, sensitive, claimed)
+        ]
         if aliases:
             term["aliases"] = aliases
         if draw(st.integers(0, 4)) == 0:
@@ -223,7 +227,9 @@ def inputs(draw):
                             st.sampled_from(aliases), st.sampled_from(ALIAS_POOL)))
         alias = case_variant(d, alias)
         shape = d(
-            st.sampled_from(["plain"] * 8 + ["glued_left", "glued_right", "mark", "prefix", "plural"])
+            st.sampled_from(
+                ["plain"] * 8 + ["glued_left", "glued_right", "mark", "prefix", "plural"]
+            )
         )
         if shape == "glued_left":
             return d(words) + alias
@@ -398,7 +404,8 @@ def detect_in_region(text: str, spec: reference.Spec, start: int, end: int):
 
 def out_position(artifact, source_position: int) -> int:
     """Where a copied source character lands in the compiled text."""
-    for out_start, s, e, kind in columns(artifact.source_map(), "out_start", "src_start", "src_end", "kind"):
+    rows = columns(artifact.source_map(), "out_start", "src_start", "src_end", "kind")
+    for out_start, s, e, kind in rows:
         if kind == 0 and s <= source_position < e:
             return out_start + (source_position - s)
     raise AssertionError(f"source position {source_position} is not copied")
@@ -528,7 +535,9 @@ def test_one_definition_block_per_injected_term(case, placement):
     out_chunks = columns(artifact.chunks(), "out_start", "out_end")
     definitions = [
         (s, e, term)
-        for s, e, kind, term in columns(artifact.source_map(), "out_start", "out_end", "kind", "term")
+        for s, e, kind, term in columns(
+            artifact.source_map(), "out_start", "out_end", "kind", "term"
+        )
         if kind == 1
     ]
     injected = {term for _, _, term in definitions}
@@ -610,7 +619,9 @@ def test_several_files_match_reference(case, cuts, placement, references):
     spec, text, budget = case
     cuts = sorted({cut % (len(text) + 1) for cut in cuts})
     bounds = [0, *cuts, len(text)]
-    files = [(f"f{i}", text[a:b].encode("utf-8")) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    files = [
+        (f"f{i}", text[a:b].encode("utf-8")) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))
+    ]
     compiler = core.Compiler(
         json.dumps(spec), "<spec>", budget=budget, placement=placement, references=references
     )
