@@ -17,6 +17,12 @@ demo: build llama
 	@mkdir -p build
 	$(VENV)/bin/aotcc compile examples/support_agent.md --terms examples/support_terms.toml -o build/support_agent.aotc
 	$(VENV)/bin/aotcc inspect build/support_agent.aotc
+	@echo; echo "== prefill the compiled prompt once with Gemma 3 270M (the KV bundle) =="
+	$(VENV)/bin/aotcc prefill build/support_agent.aotc -o build/support_agent.aotkv
+	$(VENV)/bin/aotcc verify build/support_agent.aotkv
+	@echo; echo "== answer from the bundle: only the query is decoded =="
+	$(VENV)/bin/aotcc run build/support_agent.aotkv --max-tokens 48 \
+	    --prompt $$'\n\nQuestion: Who has to approve a Goodwill Credit?\nAnswer:'
 
 ## test: cargo test + pytest (real model included)
 test: build llama cargo-test pytest
@@ -30,8 +36,9 @@ pytest: build
 ## bench: criterion benches of the Rust stages + pytest-benchmark against the peers
 bench: build
 	cargo bench --bench stages -- --noplot
-	$(PY) -m pytest benches -q --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
+	$(PY) -m pytest benches benches/bench_bundle.py -q --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
 	$(PY) benches/report.py
+	$(PY) benches/bundle_report.py
 
 lint:
 	cargo clippy --release --all-targets --features python -- -D warnings

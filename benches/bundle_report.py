@@ -1,0 +1,128 @@
+"""Prints the KV-bundle tables of `make bench` (benches/bench_bundle.py) and the goal lines.
+
+Reads the pytest-benchmark JSON (build/bench/results.json, or the path given as the
+first argument), prints Markdown tables and writes them to build/bench/bundle_report.md.
+Times are the median round; the 8k prefills run one round.
+
+Goals (issue #3): warm time to first token at least 100x faster than cold at 8k tokens;
+bundle load at most 1.1x a raw `llama_state_seq_load_file`; `aotcc prefill` at least
+0.95x the tokens/s of llama-cpp-python's `Llama.eval`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "build" / "bench" / "results.json"
+REPORT = ROOT / "build" / "bench" / "bundle_report.md"
+GOAL_TTFT_SPEEDUP = 100.0
+GOAL_LOAD_RATIO = 1.1
+GOAL_PREFILL_RATIO = 0.95
+SIZE_ORDER = ["1k", "4k", "8k"]
+
+
+def _ms(s: float) -> str:
+    return f"{s:.2f} s" if s >= 1 else f"{s * 1e3:.1f} ms"
+
+
+def _mb(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def load(path: Path) -> dict[tuple[str, str], dict]:
+    """`(test name without params, size)` → {"median", "min", "rounds", **extra_info}."""
+    doc = json.loads(path.read_text())
+    out: dict[tuple[str, str], dict] = {}
+    for b in doc.get("benchmarks", []):
+        info = b.get("extra_info", {})
+        if info.get("suite") != "bundle":
+            continue
+        name = b["name"].split("[")[0]
+        if name == "test_prefill":  # one test, two contenders
+            name = "test_prefill_aotcc" if info.get("contender") == "aotcc prefill" else "test_prefill_llama_cpp_eval"
+        out[(name, info["size"])] = {"median": b["stats"]["median"], "min": b["stats"]["min"],
+                                     "rounds": b["stats"]["rounds"], **info}
+    return out
+
+
+def report(rows: dict[tuple[str, str], dict]) -> str:
+    sizes = [s for s in SIZE_ORDER if any(k[1] == s for k in rows)]
+    lines: list[str] = []
+    goals: list[str] = []
+    get = rows.get
+
+    lines += ["### Time to first token: cold prefill vs warm bundle (32-token query)", "",
+              "| prompt | tokens | cold | warm (load + query) | speedup |", "|---|---:|---:|---:|---:|"]
+    for s in sizes:
+        cold, warm = get(("test_ttft_cold", s)), get(("test_ttft_warm", s))
+        if cold and warm:
+            x = cold["median"] / warm["median"]
+            lines.append(f"| {s} | {cold['tokens']:,} | {_ms(cold['median'])} | {_ms(warm['median'])} | {x:,.0f}x |")
+            if s == "8k":
+                goals.append(f"TTFT speedup at 8k: {x:,.0f}x (goal ≥ {GOAL_TTFT_SPEEDUP:.0f}x) "
+                             f"{'MET' if x >= GOAL_TTFT_SPEEDUP else 'NOT MET'}")
+
+    lines += ["", "### Load: bundle (checks + checksum + restore) vs raw llama_state_seq_load_file", "",
+              "| prompt | state | aotcc Runtime.load | raw load_file | ratio |", "|---|---:|---:|---:|---:|"]
+    worst = None
+    for s in sizes:
+        a, r = get(("test_load_bundle", s)), get(("test_load_raw_state_file", s))
+        if a and r:
+            x = a["median"] / r["median"]
+            worst = x if worst is None else max(worst, x)
+            lines.append(f"| {s} | {_mb(r.get('bytes'))} | {_ms(a['median'])} | {_ms(r['median'])} | {x:.2f}x |")
+    if worst is not None:
+        goals.append(f"bundle load / raw load_file, worst size: {worst:.2f}x (goal ≤ {GOAL_LOAD_RATIO}x) "
+                     f"{'MET' if worst <= GOAL_LOAD_RATIO else 'NOT MET'}")
+
+    lines += ["", "### Bundle size", "",
+              "| prompt | raw state file | f16 | q8_0 | q8_0 + zstd | q8_0+zstd / raw |", "|---|---:|---:|---:|---:|---:|"]
+    for s in sizes:
+        p = get(("test_prefill_aotcc", s))
+        if p and "sizes" in p:
+            z = p["sizes"]
+            ratio = z["q8_0_zstd"] / z["raw_state"] if z.get("raw_state") else float("nan")
+            lines.append(f"| {s} | {_mb(z.get('raw_state'))} | {_mb(z.get('f16'))} | {_mb(z.get('q8_0'))} | "
+                         f"{_mb(z.get('q8_0_zstd'))} | {ratio:.2f} |")
+
+    lines += ["", "### Prefill throughput: aotcc prefill vs llama_cpp Llama.eval (same build, same settings)", "",
+              "| prompt | tokens | aotcc prefill (whole) | of which decode | Llama.eval | ratio (whole) | ratio (decode) |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    worst = None
+    for s in sizes:
+        a, r = get(("test_prefill_aotcc", s)), get(("test_prefill_llama_cpp_eval", s))
+        if a and r:
+            n = a["tokens"]
+            whole, dec, raw = n / a["median"], n / a.get("decode_s", a["median"]), n / r["median"]
+            worst = whole / raw if worst is None else min(worst, whole / raw)
+            lines.append(f"| {s} | {n:,} | {whole:,.0f} tok/s | {dec:,.0f} tok/s | {raw:,.0f} tok/s | "
+                         f"{whole / raw:.2f}x | {dec / raw:.2f}x |")
+    if worst is not None:
+        goals.append(f"aotcc prefill / Llama.eval, worst size: {worst:.2f}x (goal ≥ {GOAL_PREFILL_RATIO}x) "
+                     f"{'MET' if worst >= GOAL_PREFILL_RATIO else 'NOT MET'}")
+
+    lines += ["", "### Goals", ""] + [f"- {g}" for g in goals]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[1]) if len(argv) > 1 else RESULTS
+    if not path.exists():
+        print(f"bundle_report: {path}: no benchmark results (run `make bench`)", file=sys.stderr)
+        return 2
+    rows = load(path)
+    if not rows:
+        print(f"bundle_report: {path}: no KV-bundle benchmarks in it", file=sys.stderr)
+        return 2
+    text = report(rows)
+    print(text, end="")
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

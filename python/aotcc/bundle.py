@@ -1,0 +1,559 @@
+"""The `.aotkv` KV bundle format: a compiled prompt's prefilled llama.cpp state plus
+the fingerprint it needs to be loaded safely.
+
+This module owns the bytes on disk — header, msgpack fingerprint, checksummed and
+optionally zstd-compressed payload — and every check that can be made without
+llama.cpp: structure, truncation, checksums, and comparing a fingerprint with what a
+runtime expects. It never imports llama.cpp; `aotcc.runtime` does that.
+
+Layout (all integers little-endian; see docs/bundles.md):
+
+    0    8  magic  b"\\x89AOTKV\\r\\n"
+    8    4  u32 format version (1)
+    12   4  u32 flags (0; reserved)
+    16   8  u64 fingerprint offset (128)
+    24   8  u64 fingerprint length
+    32   8  u64 payload offset (a multiple of 4096)
+    40   8  u64 payload length (stored bytes)
+    48  32  BLAKE3 of the fingerprint bytes
+    80  48  zero
+    128     fingerprint (msgpack map), zero padding, payload
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import tempfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Sequence
+
+import msgpack
+import numpy as np
+
+from aotcc import _core
+from aotcc._io import check_output_path
+from aotcc.errors import AotccError
+
+MAGIC = b"\x89AOTKV\r\n"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<8sIIQQQQ32s48s")
+HEADER_SIZE = HEADER.size  # 128
+PAYLOAD_ALIGN = 4096
+#: The payload checksum: CRC-32 (zlib) of each block, so blocks verify in parallel.
+CHECKSUM_ALGO = "crc32"
+CHECKSUM_BLOCK = 4 << 20
+
+#: Magic and version of llama.cpp's sequence-state file (`llama_state_seq_save_file`).
+GGSQ_MAGIC = 0x67677371
+#: Prefix `llama_state_seq_get_data` writes before the state: a magic and the seq id.
+STATE_IO_MAGIC = 0xAF143CD8
+
+CODECS = ("none", "zstd")
+
+
+class BundleError(AotccError):
+    """A KV bundle cannot be used: unreadable, corrupt, or made for something else."""
+
+
+class BundleFormatError(BundleError):
+    """The file is not a bundle, is truncated, or fails its checksum."""
+
+
+class BundleMismatch(BundleError):
+    """A fingerprint field differs from what the runtime has."""
+
+    def __init__(self, field: str, bundle_value: object, runtime_value: object, detail: str = "") -> None:
+        self.field = field
+        self.bundle_value = bundle_value
+        self.runtime_value = runtime_value
+        msg = f"bundle field {field}: bundle has {_show(bundle_value)}, runtime has {_show(runtime_value)}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+def _show(v: object) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, str):
+        return v
+    return repr(v)
+
+
+# --- model file hashes ---------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """`$AOTCC_CACHE_DIR`, else `$XDG_CACHE_HOME/aotcc`, else `~/.cache/aotcc`."""
+    explicit = os.environ.get("AOTCC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "aotcc"
+
+
+def model_hash(path: str | os.PathLike[str]) -> str:
+    """BLAKE3 of a model file, cached by real path, size and mtime (hashing 250 MB
+    costs ~50 ms; a lookup costs a stat)."""
+    p = Path(path)
+    try:
+        real = os.path.realpath(p)
+        st = os.stat(real)
+    except OSError as e:
+        raise BundleError(f"model {str(p)!r}: {e.strerror or e}") from None
+    key = real
+    cache_file = cache_dir() / "model-hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    hit = cache.get(key)
+    if isinstance(hit, dict) and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
+        h = hit.get("blake3")
+        if isinstance(h, str) and len(h) == 64:
+            return h
+    h = _core.hash_file(real)
+    cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake3": h}
+    try:  # the cache is an optimisation: a read-only home must not fail the run
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".model-hashes.", dir=cache_file.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cache, f, indent=0, sort_keys=True)
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
+    return h
+
+
+# --- checksums -----------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
+        _pool = ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix="aotkv-crc")
+    return _pool
+
+
+def block_checksums(data: memoryview | bytes | bytearray, block: int = CHECKSUM_BLOCK) -> list[int]:
+    """CRC-32 (zlib's) of each `block`-byte block of `data`. zlib releases the GIL, so
+    the blocks are spread over a thread per core (one block at a time: the thread that
+    runs ahead takes more)."""
+    mv = memoryview(data).cast("B")
+    crc32 = getattr(_core, "crc32", None) or zlib.crc32  # a hardware CRC in the core, when it has one: same values
+    if len(mv) <= block:
+        return [crc32(mv)]
+    return list(_threads().map(lambda i: crc32(mv[i : i + block]), range(0, len(mv), block)))
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _need(fp: dict, path: str, kind: type | tuple[type, ...]) -> Any:
+    node: Any = fp
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise BundleFormatError(f"fingerprint has no field {path}")
+        node = node[part]
+    if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
+        raise BundleFormatError(f"fingerprint field {path} has the wrong type ({type(node).__name__})")
+    return node
+
+
+@dataclass(frozen=True)
+class Header:
+    version: int
+    flags: int
+    fingerprint_offset: int
+    fingerprint_length: int
+    payload_offset: int
+    payload_length: int
+    fingerprint_blake3: bytes
+
+
+class Bundle:
+    """An `.aotkv` file: header and fingerprint read and checked on open, payload
+    checked (checksums, then decompression) only when asked for.
+
+    `Bundle.open(path)` refuses a file that is not a bundle, is of another format
+    version, is truncated or has a corrupt fingerprint, with a `BundleFormatError`.
+    """
+
+    def __init__(self, path: Path, header: Header, fingerprint: dict[str, Any], file_size: int) -> None:
+        self.path = path
+        self.header = header
+        self.fingerprint = fingerprint
+        self.file_size = file_size
+        self._validate()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "Bundle":
+        p = Path(path)
+        try:
+            with open(p, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                head = f.read(HEADER_SIZE)
+                if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
+                    raise BundleFormatError(f"{p}: not a KV bundle (no .aotkv magic at the start of the file)")
+                if len(head) < HEADER_SIZE:
+                    raise BundleFormatError(f"{p}: truncated: {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+                header = cls._parse_header(p, head, size)
+                f.seek(header.fingerprint_offset)
+                fp_bytes = f.read(header.fingerprint_length)
+        except FileNotFoundError:
+            raise BundleError(f"{p}: no such file") from None
+        except IsADirectoryError:
+            raise BundleError(f"{p}: is a directory, not a bundle") from None
+        except OSError as e:
+            raise BundleError(f"{p}: cannot read: {e.strerror or e}") from None
+        if len(fp_bytes) != header.fingerprint_length:
+            raise BundleFormatError(f"{p}: truncated inside the fingerprint")
+        digest = bytes.fromhex(_core.blake3_hex(fp_bytes))
+        if digest != header.fingerprint_blake3:
+            raise BundleFormatError(
+                f"{p}: fingerprint checksum mismatch: header says blake3 {header.fingerprint_blake3.hex()[:16]}…, "
+                f"contents hash to {digest.hex()[:16]}… (the file is corrupt)"
+            )
+        try:
+            fingerprint = msgpack.unpackb(fp_bytes, raw=False, strict_map_key=True)
+        except Exception as e:
+            raise BundleFormatError(f"{p}: fingerprint is not valid msgpack: {e}") from None
+        if not isinstance(fingerprint, dict):
+            raise BundleFormatError(f"{p}: fingerprint is not a map")
+        return cls(p, header, fingerprint, size)
+
+    @staticmethod
+    def _parse_header(p: Path, head: bytes, size: int) -> Header:
+        magic, version, flags, fp_off, fp_len, pl_off, pl_len, fp_hash, reserved = HEADER.unpack(head)
+        if version != FORMAT_VERSION:
+            raise BundleFormatError(f"{p}: bundle format version {version}, this aotcc reads version {FORMAT_VERSION}")
+        if flags != 0 or reserved.strip(b"\0"):
+            raise BundleFormatError(f"{p}: header has unknown flags or non-zero reserved bytes (the file is corrupt or newer)")
+        if fp_off != HEADER_SIZE or pl_off < fp_off + fp_len or pl_off % PAYLOAD_ALIGN:
+            raise BundleFormatError(
+                f"{p}: header offsets are inconsistent (fingerprint {fp_off}+{fp_len}, payload at {pl_off}; the file is corrupt)"
+            )
+        expected = pl_off + pl_len
+        if size < expected:
+            raise BundleFormatError(f"{p}: truncated: file has {size} bytes, header says {expected}")
+        if size > expected:
+            raise BundleFormatError(f"{p}: {size - expected} unexpected bytes after the payload (file has {size}, header says {expected})")
+        return Header(version, flags, fp_off, fp_len, pl_off, pl_len, fp_hash)
+
+    def _validate(self) -> None:
+        fp = self.fingerprint
+        try:
+            if _need(fp, "format", int) != FORMAT_VERSION:
+                raise BundleFormatError(f"fingerprint format {fp['format']} != {FORMAT_VERSION}")
+            _need(fp, "model.blake3", str)
+            _need(fp, "model.arch", str)
+            _need(fp, "model.n_layer", int)
+            _need(fp, "model.n_vocab", int)
+            _need(fp, "llama.llama_cpp_python", str)
+            _need(fp, "llama.llama_cpp", str)
+            _need(fp, "llama.state_seq_version", int)
+            _need(fp, "context.n_ctx", int)
+            _need(fp, "context.type_k", str)
+            _need(fp, "context.type_v", str)
+            _need(fp, "context.flash_attn", bool)
+            _need(fp, "context.swa_full", bool)
+            _need(fp, "prompt.n_tokens", int)
+            toks = _need(fp, "prompt.tokens", bytes)
+            _need(fp, "prompt.aotc_hash", str)
+            codec = _need(fp, "payload.codec", str)
+            _need(fp, "payload.raw_size", int)
+            algo = _need(fp, "payload.checksum", str)
+            _need(fp, "payload.block", int)
+            crcs = _need(fp, "payload.crc32", list)
+        except BundleFormatError as e:
+            raise BundleFormatError(f"{self.path}: {e}") from None
+        if len(toks) != 4 * fp["prompt"]["n_tokens"]:
+            raise BundleFormatError(f"{self.path}: fingerprint token list has {len(toks) // 4} ids, n_tokens says {fp['prompt']['n_tokens']}")
+        if codec not in CODECS:
+            raise BundleFormatError(f"{self.path}: unknown payload codec {codec!r} (expected one of {', '.join(CODECS)})")
+        if algo != CHECKSUM_ALGO:
+            raise BundleFormatError(f"{self.path}: unknown payload checksum {algo!r}")
+        block = fp["payload"]["block"]
+        if block <= 0 or len(crcs) != max(1, -(-self.header.payload_length // block)):
+            raise BundleFormatError(f"{self.path}: payload checksum table does not match the payload length")
+
+    # fingerprint views
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.fingerprint["prompt"]["n_tokens"])
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return np.frombuffer(self.fingerprint["prompt"]["tokens"], dtype="<i4")
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return dict(self.fingerprint["context"])
+
+    @property
+    def template(self) -> dict[str, Any] | None:
+        return self.fingerprint["prompt"].get("template")
+
+    @property
+    def codec(self) -> str:
+        return str(self.fingerprint["payload"]["codec"])
+
+    @property
+    def raw_size(self) -> int:
+        return int(self.fingerprint["payload"]["raw_size"])
+
+    @property
+    def payload_size(self) -> int:
+        return self.header.payload_length
+
+    def summary(self) -> dict[str, Any]:
+        """The fingerprint in JSON-friendly form (token ids as a count, not a list)."""
+        fp = self.fingerprint
+        prompt = {k: v for k, v in fp["prompt"].items() if k != "tokens"}
+        return {
+            "path": str(self.path),
+            "format": fp["format"],
+            "created_by": fp.get("created_by"),
+            "model": fp["model"],
+            "llama": fp["llama"],
+            "context": fp["context"],
+            "prompt": prompt,
+            "payload": {k: v for k, v in fp["payload"].items() if k != "crc32"} | {"stored_size": self.payload_size},
+            "file_size": self.file_size,
+        }
+
+    # checks against a runtime
+
+    def check(self, expected: dict[str, object], *, labels: dict[str, str] | None = None) -> None:
+        """Compare fingerprint fields (dotted paths) with `expected`; raise `BundleMismatch` on the first difference."""
+        for field, want in expected.items():
+            have: Any = self.fingerprint
+            for part in field.split("."):
+                have = have.get(part) if isinstance(have, dict) else None
+            if have != want:
+                detail = (labels or {}).get(field, "")
+                raise BundleMismatch(field, have, want, detail)
+
+    # payload
+
+    def _map_payload(self) -> tuple[mmap.mmap | None, memoryview]:
+        off, n = self.header.payload_offset, self.header.payload_length
+        if n == 0:
+            return None, memoryview(b"")
+        try:
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size != self.file_size:
+                    raise BundleFormatError(f"{self.path}: file changed size while being read")
+                # no MAP_POPULATE: the checksum threads fault the pages in, in parallel
+                mm = mmap.mmap(f.fileno(), off + n, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        except OSError as e:
+            raise BundleError(f"{self.path}: cannot map the payload: {e.strerror or e}") from None
+        return mm, memoryview(mm)[off : off + n]
+
+    def verify_payload(self) -> None:
+        """Check the payload's checksums (and, for zstd, that it decompresses)."""
+        with self.payload() as _:
+            pass
+
+    def payload(self) -> "Payload":
+        """The verified, decompressed payload (the `llama_state_seq_get_data` bytes), as
+        a context manager holding a read-only buffer. Raises `BundleFormatError` on a
+        checksum mismatch before anyone reads the state."""
+        mm, stored = self._map_payload()
+        try:
+            pl = self.fingerprint["payload"]
+            block = int(pl["block"])
+            crcs = block_checksums(stored, block) if len(stored) else [0]
+            for i, (got, want) in enumerate(zip(crcs, pl["crc32"])):
+                if got != want:
+                    lo = self.header.payload_offset + i * block
+                    hi = min(lo + block, self.file_size)
+                    raise BundleFormatError(
+                        f"{self.path}: payload checksum mismatch in block {i} (file bytes {lo}-{hi}): "
+                        f"crc32 {got:08x}, fingerprint says {want:08x} (the file is corrupt)"
+                    )
+            if self.codec == "zstd":
+                data: Any = _zstd_decompress(self.path, stored, self.raw_size)
+                stored.release()
+                if mm is not None:
+                    mm.close()
+                mm, view = None, memoryview(data)
+            else:
+                view = stored
+            if len(view) != self.raw_size:
+                raise BundleFormatError(f"{self.path}: payload has {len(view)} bytes, fingerprint says {self.raw_size}")
+            _check_state_prefix(self.path, view)
+            return Payload(view, mm)
+        except BaseException:
+            try:
+                stored.release()
+            except Exception:
+                pass
+            if mm is not None:
+                mm.close()
+            raise
+
+    def llama_server_state(self, out: BinaryIO) -> int:
+        """Write the raw sequence-state file (`ggsq`) a llama-server of the same llama.cpp
+        version restores into a slot; returns the number of bytes written."""
+        toks = self.fingerprint["prompt"]["tokens"]
+        head = struct.pack("<III", GGSQ_MAGIC, int(self.fingerprint["llama"]["state_seq_version"]), self.n_tokens)
+        with self.payload() as view:
+            body = view[8:]  # drop get_data's (magic, seq id) prefix: the file format has none
+            out.write(head)
+            out.write(toks)
+            out.write(body)
+            return len(head) + len(toks) + len(body)
+
+
+class Payload:
+    """A verified payload buffer; closing releases the file mapping."""
+
+    def __init__(self, view: memoryview, mm: mmap.mmap | None) -> None:
+        self.view = view
+        self._mm = mm
+
+    def __enter__(self) -> memoryview:
+        return self.view
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.view.release()
+        except Exception:
+            pass
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:  # someone still holds a view; the GC will close it
+                pass
+            self._mm = None
+
+
+def _check_state_prefix(path: Path, view: memoryview) -> None:
+    if len(view) < 8:
+        raise BundleFormatError(f"{path}: payload of {len(view)} bytes is too short to be a llama.cpp sequence state")
+    magic, seq = struct.unpack_from("<Ii", view, 0)
+    if magic != STATE_IO_MAGIC or seq != -1:
+        raise BundleFormatError(
+            f"{path}: payload does not start with a llama.cpp sequence state "
+            f"(magic {magic:08x} seq {seq}, expected {STATE_IO_MAGIC:08x} seq -1)"
+        )
+
+
+def _zstd_decompress(path: Path, data: memoryview, raw_size: int) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        raise BundleError(f"{path}: the payload is zstd-compressed; install zstandard (pip install 'aotcc[llama]')") from None
+    try:
+        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=raw_size)
+    except zstandard.ZstdError as e:
+        raise BundleFormatError(f"{path}: zstd payload does not decompress: {e}") from None
+    return out
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def compress_zstd(data: memoryview | bytes | bytearray, level: int = 3) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        raise BundleError("--compress zstd needs zstandard (pip install 'aotcc[llama]')") from None
+    c = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True, threads=-1)
+    return c.compress(data)
+
+
+def build(fingerprint: dict[str, Any], state: memoryview | bytes | bytearray, *, codec: str = "none", level: int = 3) -> tuple[bytes, Sequence[Any]]:
+    """Header + fingerprint (+ padding) and the payload pieces for `write`."""
+    if codec not in CODECS:
+        raise BundleError(f"unknown compression {codec!r}; expected one of {', '.join(CODECS)}")
+    _check_state_prefix(Path("<state>"), memoryview(state))
+    raw_size = len(state)
+    stored: Any = compress_zstd(state, level) if codec == "zstd" else state
+    fp = dict(fingerprint)
+    fp["payload"] = {
+        "codec": codec,
+        "raw_size": raw_size,
+        "checksum": CHECKSUM_ALGO,
+        "block": CHECKSUM_BLOCK,
+        "crc32": block_checksums(stored) if len(stored) else [0],
+    }
+    fp_bytes = msgpack.packb(fp, use_bin_type=True)
+    fp_off = HEADER_SIZE
+    pl_off = -(-(fp_off + len(fp_bytes)) // PAYLOAD_ALIGN) * PAYLOAD_ALIGN
+    header = HEADER.pack(
+        MAGIC, FORMAT_VERSION, 0, fp_off, len(fp_bytes), pl_off, len(stored),
+        bytes.fromhex(_core.blake3_hex(fp_bytes)), b"\0" * 48,
+    )
+    head = header + fp_bytes + b"\0" * (pl_off - fp_off - len(fp_bytes))
+    return head, [stored]
+
+
+def write_atomic(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object]) -> Path:
+    """Let `fill(f)` write a temporary file beside `path`, fsync it, then rename it into
+    place: a failed or interrupted write never leaves a partial file at `path`."""
+    p = check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+        with os.fdopen(fd, "wb") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write(path: str | os.PathLike[str], fingerprint: dict[str, Any], state: memoryview | bytes | bytearray, *, codec: str = "none", level: int = 3) -> Path:
+    """Write a bundle atomically; returns its path."""
+    head, pieces = build(fingerprint, state, codec=codec, level=level)
+
+    def fill(f: BinaryIO) -> None:
+        f.write(head)
+        for piece in pieces:
+            f.write(piece)
+
+    return write_atomic(path, fill)
+
+
+def export_llama_server(bundle: str | os.PathLike[str] | Bundle, out: str | os.PathLike[str]) -> Path:
+    """Write the raw sequence-state file of `bundle` to `out` (atomically)."""
+    b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    return write_atomic(out, b.llama_server_state)
+
+
+__all__ = [
+    "Bundle", "BundleError", "BundleFormatError", "BundleMismatch", "FORMAT_VERSION", "MAGIC",
+    "block_checksums", "build", "cache_dir", "export_llama_server", "model_hash", "write", "write_atomic",
+]

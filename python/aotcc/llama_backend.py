@@ -1,0 +1,436 @@
+"""The llama.cpp backend of KV bundles: every call into `llama_cpp` goes through here.
+
+It owns loading a GGUF model, creating a context with pinned settings (n_ctx, KV
+types, flash attention, full-size SWA cache), tokenizing, decoding in batches,
+reading logits, and the sequence-state API (`llama_state_seq_get_data`/`set_data`).
+It knows nothing about the `.aotkv` format; `aotcc.bundle` and `aotcc.runtime` do.
+Import it lazily: importing it loads the llama.cpp shared library.
+
+llama.cpp's own log output goes to the `aotcc.llama` logger at DEBUG level, so it is
+silent unless someone asks for it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+import llama_cpp as _ll
+
+from aotcc.errors import AotccError
+
+log = logging.getLogger("aotcc.llama")
+_native_log = logging.getLogger("aotcc.llama.native")
+
+#: Version of the sequence-state layout written by `llama_state_seq_get_data` and the
+#: `ggsq` file header (LLAMA_STATE_SEQ_VERSION in llama.h of the pinned build).
+STATE_SEQ_VERSION = 3
+STATE_SEQ_MAGIC = 0x67677371  # 'ggsq'
+
+#: KV cache types a bundle may use, by the name the CLI takes.
+KV_TYPES: dict[str, int] = {
+    "f32": _ll.GGML_TYPE_F32,
+    "f16": _ll.GGML_TYPE_F16,
+    "q8_0": _ll.GGML_TYPE_Q8_0,
+    "q5_1": _ll.GGML_TYPE_Q5_1,
+    "q5_0": _ll.GGML_TYPE_Q5_0,
+    "q4_1": _ll.GGML_TYPE_Q4_1,
+    "q4_0": _ll.GGML_TYPE_Q4_0,
+}
+
+
+class LlamaError(AotccError):
+    """llama.cpp refused or failed an operation; the message says which and why."""
+
+
+class ContextFull(LlamaError):
+    """llama_decode found no free KV cells for the batch."""
+
+
+# --- logging -------------------------------------------------------------------------
+
+_log_lock = threading.Lock()
+_log_line: list[str] = []
+
+
+@_ll.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:  # pragma: no cover - C callback
+    # llama.cpp sends partial lines (progress dots); join them into whole lines first.
+    try:
+        s = text.decode("utf-8", "replace")
+    except Exception:
+        return
+    with _log_lock:
+        _log_line.append(s)
+        if not s.endswith("\n"):
+            return
+        line = "".join(_log_line).rstrip("\n")
+        _log_line.clear()
+    if _native_log.isEnabledFor(logging.DEBUG):
+        _native_log.debug("%s", line)
+
+
+_initialized = False
+_init_lock = threading.Lock()
+
+
+def _init() -> None:
+    """Initialise the ggml backends once and route llama.cpp's log to `logging`."""
+    global _initialized
+    with _init_lock:
+        if _initialized:
+            return
+        _ll.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        _ll.llama_backend_init()
+        _initialized = True
+        log.debug("llama.cpp backend initialised (llama-cpp-python %s)", _ll.__version__)
+
+
+def versions() -> dict[str, object]:
+    """The llama-cpp-python version, the llama.cpp version string and the state format."""
+    _init()
+    try:
+        native = _ll.llama_version().decode("utf-8", "replace")
+    except Exception:  # older builds have no llama_version()
+        native = "unknown"
+    return {
+        "llama_cpp_python": _ll.__version__,
+        "llama_cpp": native,
+        "state_seq_version": STATE_SEQ_VERSION,
+    }
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# --- model ---------------------------------------------------------------------------
+
+
+def _check_gguf(path: Path) -> None:
+    # llama.cpp aborts on some malformed files; look at the magic before it sees one.
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise LlamaError(f"model {str(path)!r}: {e.strerror or e}") from None
+    if magic != b"GGUF":
+        raise LlamaError(f"model {str(path)!r}: not a GGUF file (magic {magic!r})")
+
+
+class Model:
+    """A GGUF model loaded by llama.cpp (weights memory-mapped), with its vocabulary."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        _init()
+        self.path = Path(path)
+        _check_gguf(self.path)
+        params = _ll.llama_model_default_params()
+        params.n_gpu_layers = 0
+        ptr = _ll.llama_model_load_from_file(str(self.path).encode(), params)
+        if not ptr:
+            raise LlamaError(f"model {str(self.path)!r}: llama.cpp could not load it")
+        self._ptr = ptr
+        self._vocab = _ll.llama_model_get_vocab(ptr)
+        self.n_vocab: int = _ll.llama_vocab_n_tokens(self._vocab)
+        self.n_layer: int = _ll.llama_model_n_layer(ptr)
+        self.n_embd: int = _ll.llama_model_n_embd(ptr)
+        self.n_head_kv: int = _ll.llama_model_n_head_kv(ptr)
+        self.n_ctx_train: int = _ll.llama_model_n_ctx_train(ptr)
+        self.n_swa: int = _ll.llama_model_n_swa(ptr)
+        self.arch: str = self.meta("general.architecture") or "unknown"
+        self.add_bos: bool = bool(_ll.llama_vocab_get_add_bos(self._vocab))
+        self.bos: int = _ll.llama_vocab_bos(self._vocab)
+        self._pieces: dict[int, bytes] = {}
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1024)
+        n = _ll.llama_model_meta_val_str(self._ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            _ll.llama_model_meta_val_str(self._ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        """The model's default chat template (Jinja source), or None when it has none."""
+        t = _ll.llama_model_chat_template(self._ptr, None)
+        return t.decode("utf-8", "replace") if t else None
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        """Token ids of `text`; `special` parses control tokens such as `<start_of_turn>`."""
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (_ll.llama_token * cap)()
+        n = _ll.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+        if n < 0:
+            cap = -n
+            buf = (_ll.llama_token * cap)()
+            n = _ll.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+            if n < 0:
+                raise LlamaError("tokenize failed")
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes one token renders as (special tokens render as nothing)."""
+        p = self._pieces.get(token)
+        if p is None:
+            buf = ctypes.create_string_buffer(64)
+            n = _ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = _ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            p = buf.raw[: max(n, 0)]
+            self._pieces[token] = p
+        return p
+
+    def detokenize(self, tokens: Iterable[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(_ll.llama_vocab_is_eog(self._vocab, token))
+
+    def apply_chat_template(self, template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
+        """Render `(role, content)` messages with llama.cpp's built-in template engine."""
+        arr = (_ll.llama_chat_message * len(messages))()
+        keep = []
+        for i, (role, content) in enumerate(messages):
+            r, c = role.encode(), content.encode()
+            keep += [r, c]
+            arr[i].role = r
+            arr[i].content = c
+        size = sum(len(c) for _, c in messages) * 2 + 1024
+        buf = ctypes.create_string_buffer(size)
+        n = _ll.llama_chat_apply_template(template.encode(), arr, len(messages), add_assistant, buf, size)
+        if n < 0:
+            raise LlamaError("the model's chat template is not one llama.cpp can apply")
+        if n > size:
+            buf = ctypes.create_string_buffer(n + 1)
+            n = _ll.llama_chat_apply_template(template.encode(), arr, len(messages), add_assistant, buf, n + 1)
+        return buf.raw[:n].decode("utf-8")
+
+    def close(self) -> None:
+        if getattr(self, "_ptr", None):
+            _ll.llama_model_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self) -> None:  # pragma: no cover - finaliser
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# --- context -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """Everything about a llama.cpp context that changes the bytes of a saved state.
+
+    `flash_attn` is pinned (never "auto"), and the SWA cache is full size so that a
+    sliding-window model's restored state holds every cell the original one had.
+    """
+
+    n_ctx: int = 2048
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: bool = True
+    swa_full: bool = True
+    n_batch: int = 512
+    n_ubatch: int = 512
+
+
+class Context:
+    """A llama.cpp context for one model: a unified KV cache shared by up to `n_seq_max` sequences."""
+
+    def __init__(
+        self,
+        model: Model,
+        settings: ContextSettings,
+        *,
+        n_seq_max: int = 1,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+    ) -> None:
+        if settings.type_k not in KV_TYPES or settings.type_v not in KV_TYPES:
+            raise LlamaError(f"unknown KV type {settings.type_k!r}/{settings.type_v!r}; expected one of {', '.join(KV_TYPES)}")
+        if settings.type_v not in ("f16", "f32") and not settings.flash_attn:
+            raise LlamaError(f"a quantized V cache ({settings.type_v}) needs flash attention on")
+        self.model = model
+        self.settings = settings
+        self.n_seq_max = n_seq_max
+        threads_batch = n_threads_batch or default_threads()
+        # one token at a time is a chain of tiny ops with a barrier after each: a second
+        # thread rarely pays, and on a busy machine a descheduled one stalls every barrier
+        threads = n_threads or 1
+        p = _ll.llama_context_default_params()
+        p.n_ctx = settings.n_ctx
+        p.n_batch = settings.n_batch
+        p.n_ubatch = settings.n_ubatch
+        p.n_seq_max = n_seq_max
+        p.n_threads = threads
+        p.n_threads_batch = threads_batch
+        p.flash_attn_type = _ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else _ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        p.type_k = KV_TYPES[settings.type_k]
+        p.type_v = KV_TYPES[settings.type_v]
+        p.swa_full = settings.swa_full
+        # one cell pool for all sequences, so a fork shares the root's cells instead of
+        # copying them (with one sequence both layouts are the same)
+        p.kv_unified = n_seq_max > 1
+        p.embeddings = False
+        p.no_perf = True
+        ptr = _ll.llama_init_from_model(model._ptr, p)
+        if not ptr:
+            raise LlamaError(f"llama.cpp could not create a context (n_ctx={settings.n_ctx}, type_k={settings.type_k}, type_v={settings.type_v})")
+        self._ptr = ptr
+        self.n_ctx: int = _ll.llama_n_ctx(ptr)
+        self._mem = _ll.llama_get_memory(ptr)
+        self._batch = _ll.llama_batch_init(settings.n_batch, 0, 1)
+        self._lock = threading.RLock()
+
+    def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        """Threads for one-token decodes and for batches (takes effect on the next decode)."""
+        _ll.llama_set_n_threads(self._ptr, n_threads, n_threads_batch)
+
+    # sequences
+
+    def pos_max(self, seq: int) -> int:
+        """Highest position stored for `seq`, -1 when empty."""
+        return _ll.llama_memory_seq_pos_max(self._mem, seq)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
+        _ll.llama_memory_seq_rm(self._mem, seq, p0, p1)
+
+    def seq_cp(self, src: int, dst: int) -> None:
+        _ll.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+
+    def clear(self, data: bool = False) -> None:
+        """Forget every cell. The KV buffers keep stale values unless `data`: an empty
+        cell is masked out of attention, so what it holds never reaches a result."""
+        _ll.llama_memory_clear(self._mem, data)
+
+    # decoding
+
+    def decode(
+        self,
+        tokens: Sequence[int],
+        *,
+        seq: int = 0,
+        pos: int = 0,
+        logits: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Decode `tokens` at positions `pos…` of `seq`, in batches of n_batch.
+
+        Only the last token's logits are kept (when `logits`). `progress(n)` is called
+        after each batch with the number of tokens done so far.
+        """
+        n_batch = self.settings.n_batch
+        b = self._batch
+        with self._lock:
+            done = 0
+            total = len(tokens)
+            while done < total:
+                n = min(n_batch, total - done)
+                for i in range(n):
+                    b.token[i] = tokens[done + i]
+                    b.pos[i] = pos + done + i
+                    b.n_seq_id[i] = 1
+                    b.seq_id[i][0] = seq
+                    b.logits[i] = False
+                if logits and done + n == total:
+                    b.logits[n - 1] = True
+                b.n_tokens = n
+                rc = _ll.llama_decode(self._ptr, b)
+                if rc == 1:
+                    raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
+                if rc != 0:
+                    raise LlamaError(f"llama_decode failed with code {rc}")
+                done += n
+                if progress is not None:
+                    progress(done)
+
+    def last_logits(self) -> np.ndarray:
+        """Logits of the last token decoded with logits on (a float32 copy)."""
+        ptr = _ll.llama_get_logits_ith(self._ptr, -1)
+        if not ptr:
+            raise LlamaError("no logits available")
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
+
+    def greedy_next(self) -> int:
+        ptr = _ll.llama_get_logits_ith(self._ptr, -1)
+        if not ptr:
+            raise LlamaError("no logits available")
+        return int(np.argmax(np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))))
+
+    # sequence state
+
+    def state_size(self, seq: int = 0) -> int:
+        return _ll.llama_state_seq_get_size(self._ptr, seq)
+
+    def get_state(self, seq: int = 0) -> bytearray:
+        """The sequence state of `seq`, as `llama_state_seq_get_data` writes it."""
+        with self._lock:
+            size = _ll.llama_state_seq_get_size(self._ptr, seq)
+            out = bytearray(size)
+            cbuf = (ctypes.c_uint8 * size).from_buffer(out)
+            n = _ll.llama_state_seq_get_data(self._ptr, cbuf, size, seq)
+            del cbuf
+            if n != size:
+                raise LlamaError(f"llama_state_seq_get_data wrote {n} of {size} bytes")
+            return out
+
+    def set_state(self, data: object, seq: int = 0) -> int:
+        """Restore `seq` from state bytes (any buffer: bytes, bytearray, mmap slice, numpy)."""
+        arr = np.frombuffer(data, dtype=np.uint8)  # type: ignore[call-overload]
+        ptr = arr.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        with self._lock:
+            n = _ll.llama_state_seq_set_data(self._ptr, ptr, arr.size, seq)
+        del ptr, arr
+        if n == 0:
+            raise LlamaError("llama.cpp could not restore the sequence state")
+        return n
+
+    def save_state_file(self, path: str, tokens: Sequence[int], seq: int = 0) -> int:
+        """`llama_state_seq_save_file`: the raw state file a llama-server restores."""
+        arr = (_ll.llama_token * len(tokens))(*tokens)
+        with self._lock:
+            n = _ll.llama_state_seq_save_file(self._ptr, path.encode(), seq, arr, len(tokens))
+        if n == 0:
+            raise LlamaError(f"llama_state_seq_save_file failed for {path!r}")
+        return n
+
+    def load_state_file(self, path: str, seq: int = 0, capacity: int | None = None) -> list[int]:
+        """`llama_state_seq_load_file`; returns the token ids stored in the file."""
+        cap = capacity if capacity is not None else self.n_ctx
+        toks = (_ll.llama_token * cap)()
+        count = ctypes.c_size_t(0)
+        with self._lock:
+            n = _ll.llama_state_seq_load_file(self._ptr, path.encode(), seq, toks, cap, ctypes.byref(count))
+        if n == 0:
+            raise LlamaError(f"llama_state_seq_load_file failed for {path!r}")
+        return list(toks[: count.value])
+
+    def close(self) -> None:
+        if getattr(self, "_ptr", None):
+            _ll.llama_batch_free(self._batch)
+            _ll.llama_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self) -> None:  # pragma: no cover - finaliser
+        try:
+            self.close()
+        except Exception:
+            pass
