@@ -114,6 +114,15 @@ def cold_greedy(prompt_tokens: list[int], query_tokens: list[int], *, kv_type: i
 _vocab: list = []
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_vocab():
+    """Free the tokenizer model before interpreter shutdown: a llama-cpp-python `Llama`
+    left for the finalizers to free segfaults at exit."""
+    yield
+    while _vocab:
+        _vocab.pop().close()
+
+
 def tokenize(text: str, *, bos: bool, special: bool = False) -> list[int]:
     """llama-cpp-python's tokenizer (not aotcc's), for independent expectations."""
     if not _vocab:
