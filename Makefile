@@ -34,9 +34,9 @@ pytest: build
 	$(PY) -m pytest -q
 
 ## bench: criterion benches of the Rust stages + pytest-benchmark against the peers
-bench: build
+bench: build llama
 	cargo bench --bench stages -- --noplot
-	$(PY) -m pytest benches benches/bench_bundle.py -q --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
+	$(PY) -m pytest benches benches/bench_bundle.py -q -p no:cacheprovider --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
 	$(PY) benches/report.py
 	$(PY) benches/bundle_report.py
 

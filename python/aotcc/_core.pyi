@@ -93,6 +93,10 @@ class Artifact:
     def manifest(self) -> dict[str, object]: ...
     def timings(self) -> dict[str, float]: ...
 
-def blake3_hex(data: bytes) -> str: ...
+def blake3_hex(data: bytes | bytearray | memoryview) -> str:
+    """BLAKE3 of a buffer, hex (no copy, GIL released)."""
+
+def crc32(data: bytes | bytearray | memoryview) -> int:
+    """CRC-32 with the same values as `zlib.crc32`, hardware-accelerated."""
 def hash_file(path: str) -> str:
     """BLAKE3 of a file's contents (memory-mapped, multithreaded), hex."""

@@ -42,6 +42,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
     p = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -434,10 +434,34 @@ impl Artifact {
     }
 }
 
-/// BLAKE3 of `data`, hex.
+/// The bytes behind any contiguous buffer (bytes, bytearray, memoryview), without a copy.
+fn with_buffer<T: Send>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    f: impl FnOnce(&[u8]) -> T + Send,
+) -> PyResult<T> {
+    let buf = pyo3::buffer::PyBuffer::<u8>::get(data)?;
+    if !buf.is_c_contiguous() {
+        return Err(InputError::new_err("expected a contiguous buffer of bytes"));
+    }
+    let (ptr, len) = (buf.buf_ptr() as usize, buf.len_bytes());
+    // SAFETY: `buf` keeps the exporter's memory alive and unmoved until it is dropped,
+    // after the closure returns; the data is only read.
+    let out = py.detach(move || f(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }));
+    drop(buf);
+    Ok(out)
+}
+
+/// BLAKE3 of a buffer, hex (no copy; the GIL is released).
 #[pyfunction]
-fn blake3_hex(py: Python<'_>, data: Vec<u8>) -> String {
-    py.detach(move || crate::blake3_hex(&data))
+fn blake3_hex(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String> {
+    with_buffer(py, data, crate::blake3_hex)
+}
+
+/// CRC-32 (IEEE, the same values as `zlib.crc32`) of a buffer, hardware-accelerated.
+#[pyfunction]
+fn crc32(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u32> {
+    with_buffer(py, data, crc32fast::hash)
 }
 
 /// BLAKE3 of a file's contents (memory-mapped, multithreaded), hex.
@@ -464,5 +488,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Artifact>()?;
     m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(crc32, m)?)?;
     Ok(())
 }

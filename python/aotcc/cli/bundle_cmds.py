@@ -10,6 +10,7 @@ live in `EXPORT_TARGETS`, so a new target is one `register_export_target` call.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -68,10 +69,28 @@ def _add_context(p: argparse.ArgumentParser, *, for_prefill: bool) -> None:
 def _runtime(args: argparse.Namespace, **extra: Any) -> Any:
     from aotcc.runtime import Runtime
 
-    return Runtime(
+    rt = Runtime(
         args.model, n_ctx=args.ctx, kv_type=args.kv_type, flash_attn=args.flash_attn,
         n_threads=args.threads, **extra,
     )
+    args._runtimes.append(rt)
+    return rt
+
+
+def _closing(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run `handler`, then free the llama.cpp context and model it made: left to the
+    interpreter's shutdown, native objects are freed in no particular order."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        args._runtimes = []
+        try:
+            return handler(args)
+        finally:
+            for rt in args._runtimes:
+                rt.close()
+
+    return run
 
 
 def _check_input(path: str, what: str) -> Path:
@@ -123,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_positive, default=512, metavar="N", help="tokens per llama_decode call (default 512)")
     p.add_argument("--json", action="store_true", help="print the bundle summary as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
-    p.set_defaults(func=cmd_prefill)
+    p.set_defaults(func=_closing(cmd_prefill))
 
     p = sub.add_parser(
         "verify", help="check a .aotkv bundle against a model and this llama.cpp build (exit 1 on mismatch)",
@@ -135,7 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_context(p, for_prefill=False)
     p.add_argument("--aotc", metavar="OUT.aotc", help="also require that the bundle was made from this compiled prompt")
     p.add_argument("--json", action="store_true", help="print the result and the fingerprint as JSON")
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=_closing(cmd_verify))
 
     p = sub.add_parser(
         "run", help="answer a query from a .aotkv bundle: load the state, decode only the query",
@@ -151,7 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="sampling seed (with --temperature)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (text, token ids and counts, ttft_s, load_s, ...) instead of streaming")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=_closing(cmd_run))
 
     p = sub.add_parser(
         "export", help="write a bundle or compiled prompt in the shape another tool loads",
