@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import reference  # noqa: E402
 
-core = pytest.importorskip("aotcc._core")
+from aotcc import _core as core  # noqa: E402
 
 CASES_DIR = Path(__file__).parent / "data" / "cases"
 CASE_FILES = sorted(CASES_DIR.glob("*.toml"))

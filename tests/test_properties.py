@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 import reference  # noqa: E402
 
-core = pytest.importorskip("aotcc._core")
+from aotcc import _core as core  # noqa: E402
 
 PLACEMENTS = ("chunk", "top")
 REFERENCES = ("tag", "annotate", "keep")

@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from aotcc.errors import InputError
 
@@ -37,8 +38,9 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
-    """Writes `data` to a temporary file beside `path`, then renames it into place."""
+def write_atomic(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object]) -> Path:
+    """Lets `fill(f)` write a temporary file beside `path`, fsyncs it, then renames it into
+    place: a failed or interrupted write never leaves a partial file at `path`."""
     p = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
     try:
@@ -46,7 +48,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the mode open() would
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -57,3 +59,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
             pass
         raise
     return p
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
+    """Writes `data` atomically (see `write_atomic`)."""
+    return write_atomic(path, lambda f: f.write(data))

@@ -37,7 +37,7 @@ import msgpack
 import numpy as np
 
 from aotcc import _core
-from aotcc._io import check_output_path
+from aotcc._io import check_output_path, write_atomic  # noqa: F401 (re-exported)
 from aotcc.errors import AotccError
 
 MAGIC = b"\x89AOTKV\r\n"
@@ -506,33 +506,6 @@ def build(fingerprint: dict[str, Any], state: memoryview | bytes | bytearray, *,
     )
     head = header + fp_bytes + b"\0" * (pl_off - fp_off - len(fp_bytes))
     return head, [stored]
-
-
-def write_atomic(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object]) -> Path:
-    """Let `fill(f)` write a temporary file beside `path`, fsync it, then rename it into
-    place: a failed or interrupted write never leaves a partial file at `path`."""
-    p = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
-        with os.fdopen(fd, "wb") as f:
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write(path: str | os.PathLike[str], fingerprint: dict[str, Any], state: memoryview | bytes | bytearray, *, codec: str = "none", level: int = 3) -> Path:

@@ -31,12 +31,12 @@ them on disk as `corpus.md` and `terms.json`.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import tempfile
 from itertools import accumulate
 from pathlib import Path
+
+from aotcc._io import atomic_write
 
 __all__ = ["generate", "write"]
 
@@ -713,23 +713,6 @@ def generate(
     return text, spec
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary output files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write(
     dir: Path,
     size_bytes: int = 4_000_000,
@@ -747,6 +730,6 @@ def write(
     text, spec = generate(size_bytes, n_terms, aliases_per_term, seed)
     corpus_path = directory / "corpus.md"
     terms_path = directory / "terms.json"
-    _atomic_write(corpus_path, text.encode("utf-8"))
-    _atomic_write(terms_path, (json.dumps(spec, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write(corpus_path, text.encode("utf-8"))
+    atomic_write(terms_path, (json.dumps(spec, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return corpus_path, terms_path
