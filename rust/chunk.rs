@@ -2,6 +2,8 @@
 //! falls inside an occurrence or a code block; a unit over the budget is split at word
 //! boundaries. Among the cuts that keep a chunk at least half full, the one before the
 //! strongest unit (heading, then block, then sentence) wins, the latest on a tie.
+//! Requested breaks (from analysis) close the open chunk at the first piece boundary
+//! at or after each break offset; the budget still bounds every chunk.
 
 use crate::count::Counter;
 use crate::detect::Occurrence;
@@ -39,11 +41,12 @@ pub(crate) fn chunk(
     counts: &[u32],
     occurrences: &[Occurrence],
     budget: u32,
+    breaks: &[usize],
     counter: &dyn Counter,
 ) -> Result<Vec<Chunk>, Error> {
     let pieces = merge_across_occurrences(units, counts, occurrences);
     let pieces = split_oversize(text, pieces, occurrences, budget, counter)?;
-    Ok(pack(&pieces, budget))
+    Ok(pack(&pieces, budget, breaks))
 }
 
 /// One piece per unit, with units joined where an occurrence spans their boundary.
@@ -162,14 +165,30 @@ fn split_oversize(
     Ok(out)
 }
 
-fn pack(pieces: &[Piece], budget: u32) -> Vec<Chunk> {
+/// `breaks` must be sorted.
+fn pack(pieces: &[Piece], budget: u32, breaks: &[usize]) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut first = 0; // first piece of the open chunk
     let mut tokens: u64 = 0; // tokens of pieces[first..i]
     let budget64 = u64::from(budget);
+    let mut next_break = 0; // breaks[..next_break] are at or before pieces[i].start
     let mut i = 0;
     while i < pieces.len() {
         let t = u64::from(pieces[i].tokens);
+        let mut requested = false;
+        while next_break < breaks.len() && breaks[next_break] <= pieces[i].start {
+            requested |= breaks[next_break] > pieces[first].start;
+            next_break += 1;
+        }
+        if i > first && requested {
+            chunks.push(Chunk {
+                start: pieces[first].start,
+                end: pieces[i - 1].end,
+                tokens: tokens.min(u64::from(u32::MAX)) as u32,
+            });
+            tokens = 0;
+            first = i;
+        }
         if i > first && tokens + t > budget64 {
             let cut = best_cut(pieces, first, i, budget64);
             let chunk_tokens: u64 = pieces[first..cut].iter().map(|p| u64::from(p.tokens)).sum();
@@ -228,7 +247,7 @@ mod tests {
         let units = segment(text, &[0]);
         let strs: Vec<&str> = units.iter().map(|u| &text[u.start..u.end]).collect();
         let counts = Estimator.count(&strs).unwrap();
-        chunk(text, &units, &counts, &[], budget, &Estimator).unwrap()
+        chunk(text, &units, &counts, &[], budget, &[], &Estimator).unwrap()
     }
 
     #[test]
@@ -260,6 +279,31 @@ mod tests {
     }
 
     #[test]
+    fn requested_breaks_close_chunks() {
+        let text = "One two three. Four five six. Seven eight nine. Ten eleven twelve.";
+        let units = segment(text, &[0]);
+        let strs: Vec<&str> = units.iter().map(|u| &text[u.start..u.end]).collect();
+        let counts = Estimator.count(&strs).unwrap();
+        let at = text.find("Seven").unwrap();
+        // a break inside a sentence closes the chunk at the next unit boundary
+        let chunks = chunk(text, &units, &counts, &[], 1000, &[at - 3], &Estimator).unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[1].start, at);
+        // breaks at 0 and at the end change nothing
+        let whole = chunk(
+            text,
+            &units,
+            &counts,
+            &[],
+            1000,
+            &[0, text.len()],
+            &Estimator,
+        )
+        .unwrap();
+        assert_eq!(whole.len(), 1);
+    }
+
+    #[test]
     fn never_cuts_an_occurrence() {
         let text = "alpha beta gamma delta";
         let units = segment(text, &[0]);
@@ -269,7 +313,7 @@ mod tests {
             term: 0,
             alias: 0,
         }];
-        let chunks = chunk(text, &units, &[8], &occ, 1, &Estimator).unwrap();
+        let chunks = chunk(text, &units, &[8], &occ, 1, &[], &Estimator).unwrap();
         assert!(chunks.iter().all(|c| c.start <= 6 || c.start >= 16));
         assert!(chunks.iter().any(|c| c.start == 6 && c.end == 17));
     }

@@ -116,6 +116,36 @@ impl CompileOptions {
     }
 }
 
+/// Where analysis asks the compile to deviate from structure alone, in byte offsets
+/// of the joined source. Empty hints compile exactly as without them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// Offsets where a chunk should end: the open chunk closes at the first unit
+    /// boundary at or after each (the budget still bounds every chunk).
+    pub breaks: Vec<usize>,
+    /// `(term index, offset)`: the term is first needed at `offset`, so its definition
+    /// goes into that offset's chunk when that is before its literal first mention.
+    pub anchors: Vec<(usize, usize)>,
+}
+
+impl Hints {
+    fn is_empty(&self) -> bool {
+        self.breaks.is_empty() && self.anchors.is_empty()
+    }
+
+    /// A stable digest for the options hash (empty hints leave the hash as it was).
+    fn digest(&self) -> String {
+        let mut s = String::new();
+        for b in &self.breaks {
+            s.push_str(&format!("b{b},"));
+        }
+        for (t, a) in &self.anchors {
+            s.push_str(&format!("a{t}@{a},"));
+        }
+        blake3_hex(s.as_bytes())
+    }
+}
+
 /// One input file.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -304,6 +334,22 @@ impl Compiler {
         tokenizer: &str,
         progress: Option<&Progress>,
     ) -> Result<Artifact, Error> {
+        self.compile_hinted(sources, counter, tokenizer, progress, &Hints::default())
+    }
+
+    /// [`Compiler::compile`] with analysis [`Hints`] (chunk breaks and term anchors).
+    ///
+    /// # Errors
+    /// As [`Compiler::compile`], and [`ErrorKind::Input`] for a hint offset past the
+    /// end of the source or inside a character, or an anchor for an unknown term.
+    pub fn compile_hinted(
+        &self,
+        sources: &[Source],
+        counter: &dyn Counter,
+        tokenizer: &str,
+        progress: Option<&Progress>,
+        hints: &Hints,
+    ) -> Result<Artifact, Error> {
         let quiet = Progress::default();
         let progress = progress.unwrap_or(&quiet);
         let mut timings: Vec<(String, f64)> = Vec::new();
@@ -343,6 +389,32 @@ impl Compiler {
             progress.add(s.bytes.len() as u64);
         }
         let file_starts: Vec<usize> = files.iter().map(|f| f.start as usize).collect();
+        let mut breaks = hints.breaks.clone();
+        breaks.sort_unstable();
+        for &at in breaks.iter().chain(hints.anchors.iter().map(|(_, a)| a)) {
+            if at > text.len() || !text.is_char_boundary(at) {
+                return Err(Error::new(
+                    ErrorKind::Input,
+                    format!(
+                        "hint offset {at} is not a character boundary of the {}-byte source",
+                        text.len()
+                    ),
+                ));
+            }
+        }
+        if let Some(&(t, _)) = hints
+            .anchors
+            .iter()
+            .find(|(t, _)| *t >= self.spec.terms.len())
+        {
+            return Err(Error::new(
+                ErrorKind::Input,
+                format!(
+                    "anchor for term #{t}, but the spec has {} terms",
+                    self.spec.terms.len()
+                ),
+            ));
+        }
         let source_hash = blake3_hex(text.as_bytes());
         lap("read", &mut timings);
 
@@ -387,6 +459,7 @@ impl Compiler {
             &counts,
             &occurrences,
             self.options.budget,
+            &breaks,
             counter,
         )?;
         drop(units);
@@ -394,7 +467,14 @@ impl Compiler {
 
         // plan
         progress.enter(Stage::Plan, occurrences.len() as u64);
-        let plan = plan(&self.spec, &self.deps, &occurrences, &chunks, &text)?;
+        let plan = plan(
+            &self.spec,
+            &self.deps,
+            &occurrences,
+            &chunks,
+            &text,
+            &hints.anchors,
+        )?;
         lap("plan", &mut timings);
 
         // rewrite
@@ -551,13 +631,14 @@ impl Compiler {
             whole_word: self.spec.options.whole_word,
             id_prefix: self.spec.options.id_prefix.clone(),
         };
-        let options_hash = blake3_hex(
-            format!(
-                "budget={} placement={} references={} tokenizer={tokenizer}",
-                self.options.budget, options_record.placement, options_record.references
-            )
-            .as_bytes(),
+        let mut options_text = format!(
+            "budget={} placement={} references={} tokenizer={tokenizer}",
+            self.options.budget, options_record.placement, options_record.references
         );
+        if !hints.is_empty() {
+            options_text.push_str(&format!(" hints={}", hints.digest()));
+        }
+        let options_hash = blake3_hex(options_text.as_bytes());
         let body = Body {
             format: "aotc".into(),
             version: FORMAT_VERSION,

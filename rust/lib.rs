@@ -27,12 +27,14 @@ mod compile;
 mod count;
 mod detect;
 mod error;
+mod gguf;
 mod hash;
 mod plan;
 mod rewrite;
 mod segment;
 mod spec;
 mod text;
+mod tokenize;
 
 #[cfg(feature = "python")]
 mod py;
@@ -41,14 +43,18 @@ pub use artifact::{
     Artifact, ChunkTable, OccurrenceTable, SourceMap, SpanKind, TermRecord, FORMAT_VERSION,
 };
 pub use chunk::Chunk;
-pub use compile::{CompileOptions, Compiler, Placement, Progress, References, Source, Stage};
+pub use compile::{
+    CompileOptions, Compiler, Hints, Placement, Progress, References, Source, Stage,
+};
 pub use count::{Counter, Estimator};
 pub use detect::{Detector, Occurrence};
 pub use error::{Error, ErrorKind};
+pub use gguf::{Gguf, Value as GgufValue};
 pub use hash::{blake3_hex, hash_file};
 pub use segment::{segment, Unit, UnitKind};
 pub use spec::{Spec, SpecOptions, Term};
 pub use text::{fold_case, is_word_char};
+pub use tokenize::{supported_bpe_pre, GgufTokenizer};
 
 /// The version of this crate, recorded in every artifact.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

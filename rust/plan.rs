@@ -1,6 +1,6 @@
 //! Planning: each term's first appearance (the chunk of its first occurrence, or earlier
-//! when a term that depends on it appears first), the injection order (dependencies
-//! first), and deterministic, collision-free tag ids.
+//! when a term that depends on it appears first, or when analysis anchored it earlier),
+//! the injection order (dependencies first), and deterministic, collision-free tag ids.
 
 use std::collections::{HashMap, HashSet};
 
@@ -186,6 +186,7 @@ pub(crate) fn plan(
     occurrences: &[Occurrence],
     chunks: &[Chunk],
     source: &str,
+    anchors: &[(usize, usize)],
 ) -> Result<Plan, Error> {
     let n = spec.terms.len();
     let mut first_occurrence: Vec<Option<usize>> = vec![None; n];
@@ -202,22 +203,34 @@ pub(crate) fn plan(
         first_occurrence[t].get_or_insert(k);
     }
 
-    // Walk occurrences in order: a term's first occurrence emits its dependencies
-    // (post-order) and then the term, all into that occurrence's chunk.
+    // Walk first appearances in source order: first occurrences, and anchors (a byte
+    // offset where analysis found a term needed before its literal first mention). Each
+    // emits its dependencies (post-order) and then the term, into its chunk.
+    let chunk_at = |at: usize| {
+        chunks
+            .partition_point(|c| c.end <= at)
+            .min(chunks.len().saturating_sub(1)) as u32
+    };
+    // (offset, rank, term, chunk): anchors rank before occurrences at the same offset,
+    // occurrences keep their detection order
+    let mut events: Vec<(usize, usize, usize, u32)> = Vec::with_capacity(n + anchors.len());
+    for &(t, at) in anchors {
+        if t < n && !chunks.is_empty() {
+            events.push((at, 0, t, chunk_at(at)));
+        }
+    }
+    for (t, first) in first_occurrence.iter().enumerate() {
+        if let Some(k) = *first {
+            events.push((occurrences[k].start, k + 1, t, occurrence_chunk[k]));
+        }
+    }
+    events.sort_unstable();
     let mut first_chunk: Vec<Option<u32>> = vec![None; n];
     let mut order = Vec::new();
-    for (k, o) in occurrences.iter().enumerate() {
-        let t = o.term as usize;
-        if first_occurrence[t] != Some(k) || first_chunk[t].is_some() {
-            continue;
+    for (_, _, t, chunk) in events {
+        if first_chunk[t].is_none() {
+            emit(t, chunk, &deps.deps, &mut first_chunk, &mut order);
         }
-        emit(
-            t,
-            occurrence_chunk[k],
-            &deps.deps,
-            &mut first_chunk,
-            &mut order,
-        );
     }
 
     // Tag ids: explicit, else the next free label.

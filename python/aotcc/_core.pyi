@@ -62,6 +62,8 @@ class Compiler:
         counter: Counter | None = None,
         tokenizer: str = "estimator",
         progress: Progress | None = None,
+        breaks: Sequence[int] | None = None,
+        anchors: Sequence[tuple[str, int]] | None = None,
     ) -> Artifact:
         """Compile `(name, bytes)` sources (concatenated in order) into an artifact.
 
@@ -100,3 +102,35 @@ def crc32(data: bytes | bytearray | memoryview) -> int:
     """CRC-32 with the same values as `zlib.crc32`, hardware-accelerated."""
 def hash_file(path: str) -> str:
     """BLAKE3 of a file's contents (memory-mapped, multithreaded), hex."""
+
+class GgufTokenizer:
+    """A GGUF model's own vocabulary, tokenizing exactly as llama.cpp's
+    `llama_tokenize(text, add_special=False, parse_special=False)`. Supports
+    `tokenizer.ggml.model` "llama" (SentencePiece-style) and "gpt2" (byte-level BPE, the
+    pre-tokenizers in `supported_pre()`); any other raises InputError. Passed as a
+    compile `counter`, the core uses it natively (no Python callback)."""
+
+    def __init__(self, path: str) -> None: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def pre(self) -> str | None: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def fingerprint(self) -> str:
+        """Model type, pre-tokenizer and a hash of the `tokenizer.*` metadata."""
+    @property
+    def cached_counts(self) -> int: ...
+    def tokenize(self, text: str) -> npt.NDArray[np.uint32]: ...
+    def tokenize_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.uint32]]: ...
+    def count(self, texts: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Token counts in parallel (GIL released), through the count cache."""
+    def __call__(self, pieces: list[str]) -> list[int]: ...
+    def token_text(self, id: int) -> bytes: ...
+    def load_counts(self, path: str) -> int: ...
+    def save_counts(self, path: str) -> int: ...
+    @staticmethod
+    def supported_pre() -> list[str]: ...

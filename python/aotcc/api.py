@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from aotcc import _core
 from aotcc._io import read_input
 from aotcc.compiled import Compiled
 from aotcc.counting import TokenCounter, resolve_tokenizer
+from aotcc.errors import InputError
 from aotcc.progress import Poller, enabled
 from aotcc.spec import TermSpec, load_spec
 
@@ -45,6 +46,8 @@ def compile(
     references: str = "tag",
     tokenizer: str | os.PathLike[str] | TokenCounter | None = None,
     progress: bool | None = None,
+    breaks: Sequence[int] | None = None,
+    anchors: Mapping[str, int] | None = None,
 ) -> Compiled:
     """Compiles a master prompt with a term spec.
 
@@ -53,10 +56,16 @@ def compile(
     JSON) or the spec as a dict/list. `tokenizer` is a `tokenizer.json` path, a counter
     object, or None for the built-in estimator. `progress` draws a bar on stderr
     (default: when stderr is a terminal).
+
+    `breaks` and `anchors` are analysis hints (see `aotcc analyze`), in characters of
+    the joined source: a chunk ends at the first unit boundary at or after each break
+    (within the budget), and a term's definition goes into the chunk holding its anchor
+    when that comes before the term's first literal mention.
     """
     spec_json, spec_name = load_spec(terms)
     compiler = _core.Compiler(spec_json, spec_name, budget=budget, placement=placement, references=references)
-    return compile_with(compiler, _sources(source), tokenizer=tokenizer, progress=progress)
+    return compile_with(compiler, _sources(source), tokenizer=tokenizer, progress=progress,
+                        breaks=breaks, anchors=anchors)
 
 
 def compile_with(
@@ -65,12 +74,15 @@ def compile_with(
     *,
     tokenizer: str | os.PathLike[str] | TokenCounter | None = None,
     progress: bool | None = None,
+    breaks: Sequence[int] | None = None,
+    anchors: Mapping[str, int] | None = None,
 ) -> Compiled:
     """Compiles with a prepared `_core.Compiler` (reused across runs by `aotcc bench`)."""
     counter, fingerprint = resolve_tokenizer(tokenizer)
+    hints = _byte_hints(sources, breaks, anchors)
     show = enabled() if progress is None else progress
     if not show:
-        return Compiled(compiler.compile(sources, counter=counter, tokenizer=fingerprint))
+        return Compiled(compiler.compile(sources, counter=counter, tokenizer=fingerprint, **hints))
     p = _core.Progress()
 
     def read() -> tuple[float, float, str, str]:
@@ -78,8 +90,38 @@ def compile_with(
         return p.done, p.total, stage, _UNITS.get(stage, "")
 
     with Poller(read):
-        artifact = compiler.compile(sources, counter=counter, tokenizer=fingerprint, progress=p)
+        artifact = compiler.compile(sources, counter=counter, tokenizer=fingerprint, progress=p, **hints)
     return Compiled(artifact)
+
+
+def _byte_hints(
+    sources: list[tuple[str, bytes]], breaks: Sequence[int] | None, anchors: Mapping[str, int] | None
+) -> dict[str, Any]:
+    """Character offsets of the joined source -> the byte offsets the core takes."""
+    if not breaks and not anchors:
+        return {}
+    wanted = sorted({int(b) for b in breaks or ()} | {int(a) for a in (anchors or {}).values()})
+    if wanted and wanted[0] < 0:
+        raise InputError(f"hint offset {wanted[0]} is negative")
+    to_byte: dict[int, int] = {}
+    chars = nbytes = 0
+    pending = iter(wanted)
+    nxt = next(pending, None)
+    for _name, data in sources:
+        text = data.decode("utf-8", errors="replace")
+        while nxt is not None and nxt <= chars + len(text):
+            to_byte[nxt] = nbytes + len(text[: nxt - chars].encode("utf-8"))
+            nxt = next(pending, None)
+        chars += len(text)
+        nbytes += len(data)
+    if nxt is not None:
+        raise InputError(f"hint offset {nxt} is past the end of the {chars}-character source")
+    out: dict[str, Any] = {}
+    if breaks:
+        out["breaks"] = [to_byte[int(b)] for b in breaks]
+    if anchors:
+        out["anchors"] = [(str(name), to_byte[int(at)]) for name, at in anchors.items()]
+    return out
 
 
 __all__ = ["compile", "compile_with", "Path"]

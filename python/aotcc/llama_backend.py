@@ -235,6 +235,12 @@ class Model:
 # --- context -------------------------------------------------------------------------
 
 
+def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """log(sum(exp(row))) of each row, stable (float64 accumulation)."""
+    m = x.max(axis=1)
+    return (m + np.log(np.exp(x - m[:, None]).sum(axis=1, dtype=np.float64))).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class ContextSettings:
     """Everything about a llama.cpp context that changes the bytes of a saved state.
@@ -263,6 +269,7 @@ class Context:
         n_seq_max: int = 1,
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
+        embeddings: bool = False,
     ) -> None:
         if settings.type_k not in KV_TYPES or settings.type_v not in KV_TYPES:
             raise LlamaError(f"unknown KV type {settings.type_k!r}/{settings.type_v!r}; expected one of {', '.join(KV_TYPES)}")
@@ -289,7 +296,11 @@ class Context:
         # one cell pool for all sequences, so a fork shares the root's cells instead of
         # copying them (with one sequence both layouts are the same)
         p.kv_unified = n_seq_max > 1
-        p.embeddings = False
+        # an embeddings context pools the last hidden states of each sequence (mean)
+        p.embeddings = embeddings
+        if embeddings:
+            p.pooling_type = _ll.LLAMA_POOLING_TYPE_MEAN
+        self.embeddings = embeddings
         p.no_perf = True
         ptr = _ll.llama_init_from_model(model._ptr, p)
         if not ptr:
@@ -368,6 +379,104 @@ class Context:
         if not ptr:
             raise LlamaError("no logits available")
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
+
+    def logprobs(
+        self,
+        tokens: Sequence[int],
+        *,
+        seq: int = 0,
+        pos: int = 0,
+        prev_logits: np.ndarray | None = None,
+        rows: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Decodes `tokens` into `seq` at positions `pos…` and returns, for each one, its
+        log-probability given everything before it (float32; surprisal is the negative).
+
+        Element 0 is scored with `prev_logits` (the logits of the token before, e.g.
+        `last_logits()` after decoding a prefix), NaN when None. Logits are read back for
+        every token, `rows` tokens per decode: with a vocabulary of 262k a full 512-row
+        batch of logits alone would be half a gigabyte. The last token's logits stay
+        available through `last_logits()`.
+        """
+        n_vocab = self.model.n_vocab
+        total = len(tokens)
+        out = np.full(total, np.nan, dtype=np.float32)
+        if total == 0:
+            return out
+        rows = max(1, min(rows, self.settings.n_batch))
+        b = self._batch
+        prev = None if prev_logits is None else np.asarray(prev_logits, dtype=np.float32)
+        with self._lock:
+            done = 0
+            while done < total:
+                n = min(rows, total - done)
+                for i in range(n):
+                    b.token[i] = tokens[done + i]
+                    b.pos[i] = pos + done + i
+                    b.n_seq_id[i] = 1
+                    b.seq_id[i][0] = seq
+                    b.logits[i] = True
+                b.n_tokens = n
+                rc = _ll.llama_decode(self._ptr, b)
+                if rc == 1:
+                    raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
+                if rc != 0:
+                    raise LlamaError(f"llama_decode failed with code {rc}")
+                ptr = _ll.llama_get_logits(self._ptr)
+                if not ptr:
+                    raise LlamaError("no logits available")
+                block = np.ctypeslib.as_array(ptr, shape=(n, n_vocab))
+                # row i predicts token done+i+1; the row before the block predicts token `done`
+                lse = _logsumexp_rows(block)
+                nxt = np.asarray(tokens[done + 1 : done + n], dtype=np.int64)
+                if nxt.size:
+                    out[done + 1 : done + n] = block[np.arange(nxt.size), nxt] - lse[: nxt.size]
+                if prev is not None:
+                    t = int(tokens[done])
+                    out[done] = prev[t] - _logsumexp_rows(prev[None, :])[0]
+                prev = block[n - 1].copy()
+                done += n
+                if progress is not None:
+                    progress(done)
+        return out
+
+    def embed(self, tokens: Sequence[int], *, seq: int = 0) -> np.ndarray:
+        """The mean-pooled, L2-normalised final hidden state of `tokens` (float32).
+
+        Needs a context made with `embeddings=True`. The sequence is cleared before and
+        after, so embeddings never see each other; at most `n_batch` tokens are used
+        (longer input is cut, since one pooled batch must hold the whole sequence).
+        """
+        if not self.embeddings:
+            raise LlamaError("this context was not created for embeddings (embeddings=True)")
+        toks = list(tokens)[: self.settings.n_batch]
+        if not toks:
+            raise LlamaError("cannot embed an empty token list")
+        b = self._batch
+        with self._lock:
+            self.seq_rm(seq)
+            for i, t in enumerate(toks):
+                b.token[i] = t
+                b.pos[i] = i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = seq
+                b.logits[i] = True
+            b.n_tokens = len(toks)
+            rc = _ll.llama_decode(self._ptr, b)
+            if rc != 0:
+                self.seq_rm(seq)
+                raise LlamaError(f"llama_decode failed with code {rc} while embedding {len(toks)} tokens")
+            ptr = _ll.llama_get_embeddings_seq(self._ptr, seq)
+            if not ptr:
+                self.seq_rm(seq)
+                raise LlamaError(f"{self.model.path.name}: llama.cpp returned no pooled embedding for this model")
+            vec = np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,)).astype(np.float32)
+            self.seq_rm(seq)
+        norm = float(np.linalg.norm(vec))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise LlamaError(f"{self.model.path.name}: the pooled embedding is zero or not finite")
+        return vec / norm
 
     def greedy_next(self) -> int:
         ptr = _ll.llama_get_logits_ith(self._ptr, -1)

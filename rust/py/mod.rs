@@ -9,9 +9,11 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+mod tokenizer;
+
 use crate::{
     Artifact as CoreArtifact, CompileOptions, Compiler as CoreCompiler, Counter, Error, ErrorKind,
-    Estimator, Placement, Progress as CoreProgress, References, Source,
+    Estimator, Hints, Placement, Progress as CoreProgress, References, Source,
 };
 
 create_exception!(
@@ -191,7 +193,10 @@ impl Compiler {
         self.0.spec_hash()
     }
 
-    #[pyo3(signature = (sources, *, counter = None, tokenizer = "estimator", progress = None))]
+    /// `breaks` (byte offsets) and `anchors` (`(term name, byte offset)`) are analysis
+    /// hints in the joined source; see `Hints`.
+    #[pyo3(signature = (sources, *, counter = None, tokenizer = "estimator", progress = None, breaks = None, anchors = None))]
+    #[allow(clippy::too_many_arguments)]
     fn compile(
         &self,
         py: Python<'_>,
@@ -199,9 +204,25 @@ impl Compiler {
         counter: Option<Py<PyAny>>,
         tokenizer: &str,
         progress: Option<PyRef<'_, Progress>>,
+        breaks: Option<Vec<usize>>,
+        anchors: Option<Vec<(String, usize)>>,
     ) -> PyResult<Artifact> {
         if sources.is_empty() {
             return Err(InputError::new_err("no prompt given"));
+        }
+        let mut hints = Hints {
+            breaks: breaks.unwrap_or_default(),
+            anchors: Vec::new(),
+        };
+        for (name, at) in anchors.unwrap_or_default() {
+            let t = self
+                .0
+                .spec()
+                .terms
+                .iter()
+                .position(|t| t.name == name)
+                .ok_or_else(|| InputError::new_err(format!("anchor for unknown term {name:?}")))?;
+            hints.anchors.push((t, at));
         }
         let sources: Vec<Source> = sources
             .into_iter()
@@ -210,14 +231,16 @@ impl Compiler {
         let progress = progress.map(|p| p.0.clone());
         let compiler = self.0.clone();
         let tokenizer = tokenizer.to_string();
+        let native = tokenizer::native_counter(py, counter.as_ref());
         let artifact = py
             .detach(move || {
                 let py_counter = counter.map(PyCounter);
-                let counter: &dyn Counter = match &py_counter {
-                    Some(c) => c,
-                    None => &Estimator,
+                let counter: &dyn Counter = match (&native, &py_counter) {
+                    (Some(t), _) => &**t,
+                    (None, Some(c)) => c,
+                    (None, None) => &Estimator,
                 };
-                compiler.compile(&sources, counter, &tokenizer, progress.as_deref())
+                compiler.compile_hinted(&sources, counter, &tokenizer, progress.as_deref(), &hints)
             })
             .map_err(to_py)?;
         Ok(Artifact::new(artifact))
@@ -486,6 +509,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Progress>()?;
     m.add_class::<Compiler>()?;
     m.add_class::<Artifact>()?;
+    m.add_class::<tokenizer::GgufTokenizer>()?;
     m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(crc32, m)?)?;

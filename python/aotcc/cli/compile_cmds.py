@@ -24,7 +24,9 @@ STAGES = ["read", "segment", "count", "detect", "chunk", "plan", "rewrite", "emi
 def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--terms", "-t", required=True, metavar="SPEC", help="term spec, TOML or JSON (- for stdin)")
     p.add_argument("--budget", type=int, default=512, metavar="N", help="max source tokens per chunk (default 512)")
-    p.add_argument("--tokenizer", metavar="PATH", help="HuggingFace tokenizer.json for exact counts (default: built-in estimator)")
+    p.add_argument("--tokenizer", metavar="PATH",
+                   help="exact counts: the target model's .gguf (its own vocabulary, as llama.cpp tokenizes) "
+                        "or a HuggingFace tokenizer.json (default: built-in estimator)")
     p.add_argument("--placement", choices=["chunk", "top"], default="chunk",
                    help="definition blocks in the chunk of first appearance (default) or all on top")
     p.add_argument("--references", choices=["tag", "annotate", "keep"], default="tag",
@@ -41,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.add_argument("--keep-timings", action="store_true",
                    help="store per-stage timings in the artifact (then two compiles differ in those bytes)")
+    from aotcc.cli.analyze_cmds import add_compile_flag
+
+    add_compile_flag(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("inspect", help="show chunks, terms, first appearances and token counts of a .aotc",
@@ -50,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--text", action="store_true", help="print the compiled prompt")
     g.add_argument("--json", action="store_true", help="manifest, terms and chunks as JSON")
     p.add_argument("--all", action="store_true", help="list every chunk (default: the first 40)")
+    p.add_argument("--tokenizer", metavar="MODEL.gguf",
+                   help="report the token cost of the compiled prompt against the source in this model's own "
+                        "tokens (default: the model the artifact was compiled with, when it is the default model)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("decompile", help="restore the source of a .aotc byte for byte",
@@ -88,7 +96,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     compiler = _compiler(args, args.terms)
     sources = [(name, read_input(name)) for name in args.prompts]
     t0 = time.perf_counter()
-    compiled = compile_with(compiler, sources, tokenizer=args.tokenizer)
+    if getattr(args, "analyze", None):
+        from aotcc.cli.analyze_cmds import run_analysis, summary
+
+        analysis = run_analysis(args, sources, args.analyze)
+        compiled = analysis.compiled
+        if not args.quiet and not args.json:
+            print(summary(analysis), file=sys.stderr)
+    else:
+        compiled = compile_with(compiler, sources, tokenizer=args.tokenizer)
     data = compiled.to_bytes(timings=args.keep_timings)
     if args.output == "-":
         sys.stdout.buffer.write(data)
@@ -123,9 +139,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         sys.stdout.write(c.text)
         return 0
     m = c.manifest
+    model_tokens = _model_tokens(c, args.tokenizer)
     if args.json:
         out = {"manifest": m, "terms": [t.__dict__ | {"depends_on": list(t.depends_on)} for t in c.terms],
                "chunks": c.chunks.to_dict(), "timings": c.timings}
+        if model_tokens is not None:
+            out["model_tokens"] = model_tokens
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
     w = sys.stdout.write
@@ -139,7 +158,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     o = m["options"]
     w(f"  chunks    {m['chunks']:>10,}  budget {o['budget']}, placement {o['placement']}, references {o['references']}\n")
     w(f"  terms     {len(injected):>10,} of {m['terms']} injected, {refs:,} references"
-      + (f", a tag costs {statistics.median(tag_costs):g} tokens" if tag_costs else "") + "\n\n")
+      + (f", a tag costs {statistics.median(tag_costs):g} tokens" if tag_costs else "") + "\n")
+    if model_tokens is not None:
+        _write_model_tokens(w, model_tokens)
+    w("\n")
 
     w(f"  {'id':<6} {'term':<28} {'first chunk':>11} {'uses':>6} {'refs':>6} {'def tok':>7}  note\n")
     for t in sorted(injected, key=lambda t: (t.first_chunk, t.definition_span or (0, 0))):
@@ -173,6 +195,35 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for warning in m["warnings"]:
         w(f"\n  warning: {warning}\n")
     return 0
+
+
+def _model_tokens(c: Compiled, tokenizer: str | None) -> dict[str, object] | None:
+    """The model-token report (`counting.model_token_report`) for `--tokenizer`, or for
+    the artifact's own GGUF tokenizer when it can be found; None otherwise."""
+    from aotcc.counting import find_gguf_for, gguf_tokenizer, model_token_report
+
+    if tokenizer is not None:
+        if Path(tokenizer).suffix.lower() != ".gguf":
+            raise InputError(f"{tokenizer}: inspect --tokenizer takes the target model's .gguf file")
+        tok = gguf_tokenizer(tokenizer)
+    else:
+        tok = find_gguf_for(str(c.manifest.get("tokenizer", "")))
+        if tok is None:
+            return None
+    return model_token_report(c, tok)
+
+
+def _write_model_tokens(w, r: dict) -> None:
+    """The model-token lines of `aotcc inspect`."""
+    src, out = r["source_tokens"], r["compiled_tokens"]
+    d, t, mn, tag = r["definition_blocks"], r["reference_tags"], r["replaced_mentions"], r["tag_cost"]
+    w(f"\n  model tokens ({Path(str(r['model'])).name}, {r['tokenizer']}; each text tokenized whole)\n")
+    w(f"    source    {src:>10,}\n")
+    w(f"    compiled  {out:>10,}   {_pct(src, out)} ({out - src:+,})\n")
+    w(f"    + {d['count']:,} definition blocks {d['tokens']:,} tokens, + {t['count']:,} reference tags "
+      f"{t['tokens']:,} tokens, - {mn['count']:,} replaced mentions {mn['tokens']:,} tokens\n")
+    if tag["tag"]:
+        w(f"    one reference tag {tag['tag']} costs {tag['tokens']} tokens\n")
 
 
 def cmd_decompile(args: argparse.Namespace) -> int:
