@@ -27,6 +27,10 @@ _LAZY = {"Runtime": "aotcc.runtime", "Session": "aotcc.runtime", "Bundle": "aotc
 
 
 def __getattr__(name: str) -> Any:
+    if name == "export":  # the provider-export module (`aotcc.export.export_request`), loaded on first use
+        import importlib
+
+        return importlib.import_module("aotcc.export")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aotcc' has no attribute {name!r}")

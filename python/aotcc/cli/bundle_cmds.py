@@ -1,10 +1,9 @@
-"""`aotcc prefill`, `verify`, `run` and `export`: the KV-bundle commands.
+"""`aotcc prefill`, `verify` and `run`: the KV-bundle commands.
 
 `prefill` bakes a compiled prompt into a `.aotkv` bundle with llama.cpp; `verify`
 checks a bundle against a model and this build without generating (exit 1 when it
-does not match); `run` answers a query from a bundle; `export` writes a bundle (or,
-for other targets, a compiled prompt) in the shape another tool loads. Export targets
-live in `EXPORT_TARGETS`, so a new target is one `register_export_target` call.
+does not match); `run` answers a query from a bundle. `aotcc export --llama-server`
+(a bundle's slot state file) lives in `export_cmds` with the other export targets.
 """
 
 from __future__ import annotations
@@ -14,12 +13,11 @@ import functools
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from aotcc._io import check_output_path
-from aotcc.errors import AotccError, CheckFailed, InputError
+from aotcc.errors import CheckFailed, InputError
 
 
 # --- shared options ------------------------------------------------------------------
@@ -105,23 +103,6 @@ def _check_input(path: str, what: str) -> Path:
 # --- registration --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExportTarget:
-    """One `aotcc export --target NAME`: what it reads, and the handler that writes."""
-
-    help: str
-    handler: Callable[[argparse.Namespace], int]
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-
-
-EXPORT_TARGETS: dict[str, ExportTarget] = {}
-
-
-def register_export_target(name: str, target: ExportTarget) -> None:
-    """Add an export target (call before `register`, e.g. at import of the module that owns it)."""
-    EXPORT_TARGETS[name] = target
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prefill", help="decode a compiled prompt with llama.cpp once and save the KV state as a .aotkv bundle",
@@ -171,21 +152,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (text, token ids and counts, ttft_s, load_s, ...) instead of streaming")
     p.set_defaults(func=_closing(cmd_run))
-
-    p = sub.add_parser(
-        "export", help="write a bundle or compiled prompt in the shape another tool loads",
-        description="Targets: " + "; ".join(f"{k}: {t.help}" for k, t in EXPORT_TARGETS.items()),
-    )
-    p.add_argument("input", metavar="INPUT", help="the bundle or artifact to export")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (atomically)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--target", choices=sorted(EXPORT_TARGETS), help="what to write")
-    g.add_argument("--llama-server", dest="target", action="store_const", const="llama-server",
-                   help="same as --target llama-server")
-    for t in EXPORT_TARGETS.values():
-        if t.add_arguments is not None:
-            t.add_arguments(p)
-    p.set_defaults(func=cmd_export)
 
 
 # --- prefill -------------------------------------------------------------------------
@@ -331,39 +297,3 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-# --- export --------------------------------------------------------------------------
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    target = EXPORT_TARGETS.get(args.target)
-    if target is None:  # argparse already limits the choices; a target registered late lands here
-        raise AotccError(f"unknown export target {args.target!r}; known: {', '.join(sorted(EXPORT_TARGETS))}")
-    return target.handler(args)
-
-
-def export_llama_server(args: argparse.Namespace) -> int:
-    from aotcc.bundle import Bundle, export_llama_server as write_state
-
-    _check_input(args.input, "a bundle")
-    b = Bundle.open(args.input)
-    out = write_state(b, args.output)
-    c = b.context
-    size = out.stat().st_size
-    print(
-        f"wrote {out} ({size / 1e6:.1f} MB, {b.n_tokens:,} tokens). Restore it with a llama-server of llama.cpp "
-        f"{b.fingerprint['llama']['llama_cpp']} started as\n"
-        f"  llama-server -m {b.fingerprint['model'].get('file')} --ctx-size {c['n_ctx']} --parallel 1 --swa-full "
-        f"--flash-attn {'on' if c['flash_attn'] else 'off'} --cache-type-k {c['type_k']} --cache-type-v {c['type_v']} "
-        f"--slot-save-path {out.parent.resolve()}\n"
-        f"  curl -X POST 'http://localhost:8080/slots/0?action=restore' -d '{{\"filename\": \"{out.name}\"}}'",
-        file=sys.stderr,
-    )
-    return 0
-
-
-register_export_target("llama-server", ExportTarget(
-    help="the raw llama.cpp sequence-state file of a .aotkv bundle, for POST /slots/0?action=restore",
-    handler=export_llama_server,
-))
