@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -161,6 +161,19 @@ class Answer:
     def tokens_per_s(self) -> float:
         gen = self.total_s - self.ttft_s
         return (len(self.tokens) - 1) / gen if len(self.tokens) > 1 and gen > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Score:
+    """The log-likelihood of one continuation (`Session.score`): the sum over its tokens
+    and how many there are, so callers can length-normalise."""
+
+    logprob: float
+    n_tokens: int
+
+    @property
+    def mean(self) -> float:
+        return self.logprob / self.n_tokens if self.n_tokens else float("-inf")
 
 
 @dataclass
@@ -631,6 +644,39 @@ class Session:
                 on_text(piece)
         return res[0]
 
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[Score]:
+        """Log-likelihood of each continuation after this session's state and `prompt`.
+
+        `prompt` is wrapped as `ask` would wrap it (a user turn for a template bundle)
+        and decoded once, in a fork; each continuation is then scored in its own fork of
+        that, so neither this session nor the continuations see each other. Used by
+        `aotcc eval` to rank candidate answers without generating.
+        """
+        ctx = self._check()
+        m = self._rt.model
+        query = self.query_tokens(prompt)
+        if not query:
+            raise AotccError("score needs a non-empty prompt: its last token predicts the continuation's first")
+        conts = [m.tokenize(c, special=False) for c in continuations]
+        for text, toks in zip(continuations, conts):
+            if not toks:
+                raise AotccError(f"continuation {text!r} has no tokens")
+        need = len(query) + max((len(c) for c in conts), default=0)
+        if need > self.remaining:
+            raise ContextOverflow(f"prompt and continuation need {need} tokens but only {self.remaining} are left (n_ctx {self.n_ctx})")
+        out: list[Score] = []
+        with self.fork() as q:
+            q._decode(query, logits=True)
+            prev = ctx.last_logits()
+            for toks in conts:
+                with q.fork() as c:
+                    lp = ctx.logprobs(toks, seq=c.seq, pos=c.n_past, prev_logits=prev)
+                    c.n_past += len(toks)
+                    c._own += len(toks)
+                    self._rt._used += len(toks)
+                out.append(Score(float(lp.sum(dtype=np.float64)), len(toks)))
+        return out
+
     def close(self) -> None:
         """Free this session's cells (the root session keeps the bundle loaded)."""
         if self._closed:
@@ -654,4 +700,4 @@ def _sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) ->
     return int(rng.choice(len(p), p=p))
 
 
-__all__ = ["Answer", "BundleMismatch", "ContextOverflow", "PrefillResult", "Runtime", "Session", "default_model", "template_parts"]
+__all__ = ["Answer", "BundleMismatch", "ContextOverflow", "PrefillResult", "Runtime", "Score", "Session", "default_model", "template_parts"]
