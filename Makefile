@@ -36,9 +36,17 @@ pytest: build
 ## bench: criterion benches of the Rust stages + pytest-benchmark against the peers
 bench: build llama
 	cargo bench --bench stages -- --noplot
-	$(PY) -m pytest benches benches/bench_bundle.py -q -p no:cacheprovider --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
+	$(PY) -m pytest benches benches/bench_bundle.py benches/bench_analyze.py -q -p no:cacheprovider --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
 	$(PY) benches/report.py
 	$(PY) benches/bundle_report.py
+	$(PY) benches/gguf_report.py
+
+## eval: does the compiled topology help? the default suite on Gemma 3 270M (table; record and plot in build/eval/)
+.PHONY: eval
+eval: build llama
+	@mkdir -p build/eval
+	set -o pipefail; $(VENV)/bin/aotcc eval examples/eval/default_suite.toml \
+	    -o build/eval/record.json --plot build/eval/accuracy.png | tee build/eval/table.txt
 
 lint:
 	cargo clippy --release --all-targets --features python -- -D warnings
@@ -49,7 +57,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q "maturin>=1.7,<2" numpy msgpack "tokenizers>=0.19" zstandard \
-	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" matplotlib jsonschema
+	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" matplotlib jsonschema gguf
 	touch $(STAMP)
 
 build: $(CORE_STAMP)

@@ -1,0 +1,88 @@
+"""LLM-assisted analysis on the real Gemma 3 270M model, against the model's raw prefill
+of the same source on the same build, for the example prompt cut at paragraph ends to
+about 1k (and 8k) model tokens:
+
+- `prefill`: one llama_decode pass over the source (logits for the last token only) —
+  the yardstick; the goal is analysis at no more than 1.5x its time;
+- `boundaries`: the surprisal pass alone (windows in context + units alone, logits only
+  for the scored rows);
+- `analyze`: the whole uncached analysis (boundaries, embeddings, confirmations, the
+  two compiles).
+
+Each records `tokens` and `ratio_to_prefill` in `extra_info`. The 8k case takes minutes
+on two cores, so it runs only when `AOTCC_BENCH_SIZES` names it (e.g. `1k,8k`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import llama_cpp  # noqa: F401  (`make bench` needs `make llama`; missing, it is an error, not a skip)
+
+from aotcc.analyze import Cache, Engine, analyze
+from aotcc.analyze import boundaries as _boundaries
+from aotcc.analyze.units import segment
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"1k": 1024, "8k": 8192}
+SIZES = {k: v for k, v in SIZES.items() if k in os.environ.get("AOTCC_BENCH_SIZES", "1k").split(",")}
+TERMS = ROOT / "examples" / "support_terms.toml"
+_prefill_s: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = Engine()
+    e.surprisal([], e.tokenize("Warm up: fault the weights in."), [1, 2])
+    yield e
+    e.close()
+
+
+def _source(engine: Engine, target: int) -> str:
+    paras = (ROOT / "examples" / "support_agent.md").read_text().split("\n\n")
+    text = ""
+    for p in paras:
+        nxt = text + p + "\n\n"
+        if len(engine.tokenize(nxt)) > target:
+            break
+        text = nxt
+    return text
+
+
+def _prefill(engine: Engine, tokens: list[int]) -> None:
+    """The source decoded once in n_batch batches, in a context big enough to hold it."""
+    lb = engine._lb
+    s = lb.ContextSettings(n_ctx=max(1024, len(tokens) + 64), n_batch=512, n_ubatch=512)
+    ctx = lb.Context(engine.model, s, n_threads_batch=engine.n_threads)
+    try:
+        ctx.decode(tokens, logits=True)
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("contender", ["prefill", "boundaries", "analyze"])
+def test_analysis_throughput(benchmark, engine, size, contender):
+    text = _source(engine, SIZES[size])
+    tokens = engine._bos() + engine.tokenize(text)
+    if contender == "prefill":
+        t = time.perf_counter()
+        benchmark.pedantic(lambda: _prefill(engine, tokens), rounds=1, iterations=1)
+        _prefill_s[size] = time.perf_counter() - t
+    elif contender == "boundaries":
+        units = segment(text)
+        benchmark.pedantic(lambda: _boundaries.analyse(engine, Cache(None), text, units, 512), rounds=1, iterations=1)
+    else:
+        benchmark.pedantic(lambda: analyze(text, TERMS, engine=engine, cache_dir=None), rounds=1, iterations=1)
+    secs = benchmark.stats.stats.median
+    info = {"suite": "analyze", "size": size, "tokens": len(tokens), "contender": contender,
+            "tokens_per_s": len(tokens) / secs if secs else None}
+    if size in _prefill_s and contender != "prefill":
+        info["ratio_to_prefill"] = secs / _prefill_s[size]
+    benchmark.extra_info.update(info)
+    print(f"\n{contender} {size}: {len(tokens)} tokens in {secs:.2f} s ({info['tokens_per_s']:.0f} tok/s)"
+          + (f", {info['ratio_to_prefill']:.2f}x prefill" if "ratio_to_prefill" in info else ""))
