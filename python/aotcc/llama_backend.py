@@ -380,6 +380,56 @@ class Context:
             raise LlamaError("no logits available")
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
 
+    def score_batch(
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        seqs: Sequence[int],
+        targets: Sequence[int],
+    ) -> np.ndarray:
+        """One `llama_decode` of an explicit batch of at most `n_batch` rows: row i is
+        `tokens[i]` at position `positions[i]` of sequence `seqs[i]`.
+
+        Logits are computed only for rows with `targets[i] >= 0` (with a 262k-word
+        vocabulary the output matmul of a row costs more than the rest of a small
+        model), and the result holds log p(targets[i] | row i and what precedes it in
+        its sequence) there, NaN elsewhere (float32).
+        """
+        n = len(tokens)
+        if not (n == len(positions) == len(seqs) == len(targets)):
+            raise LlamaError("score_batch: tokens, positions, seqs and targets differ in length")
+        if n > self.settings.n_batch:
+            raise LlamaError(f"score_batch: {n} rows exceed n_batch {self.settings.n_batch}")
+        out = np.full(n, np.nan, dtype=np.float32)
+        if n == 0:
+            return out
+        b = self._batch
+        picked: list[int] = []
+        with self._lock:
+            for i in range(n):
+                b.token[i] = tokens[i]
+                b.pos[i] = positions[i]
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = seqs[i]
+                want = targets[i] >= 0
+                b.logits[i] = want
+                if want:
+                    picked.append(i)
+            b.n_tokens = n
+            rc = _ll.llama_decode(self._ptr, b)
+            if rc == 1:
+                raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
+            if rc != 0:
+                raise LlamaError(f"llama_decode failed with code {rc}")
+            if picked:
+                ptr = _ll.llama_get_logits(self._ptr)
+                if not ptr:
+                    raise LlamaError("no logits available")
+                block = np.ctypeslib.as_array(ptr, shape=(len(picked), self.model.n_vocab))
+                nxt = np.asarray([targets[i] for i in picked], dtype=np.int64)
+                out[picked] = block[np.arange(len(picked)), nxt] - _logsumexp_rows(block)
+        return out
+
     def logprobs(
         self,
         tokens: Sequence[int],
@@ -399,46 +449,28 @@ class Context:
         batch of logits alone would be half a gigabyte. The last token's logits stay
         available through `last_logits()`.
         """
-        n_vocab = self.model.n_vocab
         total = len(tokens)
         out = np.full(total, np.nan, dtype=np.float32)
         if total == 0:
             return out
+        if prev_logits is not None:
+            prev = np.asarray(prev_logits, dtype=np.float32)
+            out[0] = prev[int(tokens[0])] - _logsumexp_rows(prev[None, :])[0]
         rows = max(1, min(rows, self.settings.n_batch))
-        b = self._batch
-        prev = None if prev_logits is None else np.asarray(prev_logits, dtype=np.float32)
-        with self._lock:
-            done = 0
-            while done < total:
-                n = min(rows, total - done)
-                for i in range(n):
-                    b.token[i] = tokens[done + i]
-                    b.pos[i] = pos + done + i
-                    b.n_seq_id[i] = 1
-                    b.seq_id[i][0] = seq
-                    b.logits[i] = True
-                b.n_tokens = n
-                rc = _ll.llama_decode(self._ptr, b)
-                if rc == 1:
-                    raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
-                if rc != 0:
-                    raise LlamaError(f"llama_decode failed with code {rc}")
-                ptr = _ll.llama_get_logits(self._ptr)
-                if not ptr:
-                    raise LlamaError("no logits available")
-                block = np.ctypeslib.as_array(ptr, shape=(n, n_vocab))
-                # row i predicts token done+i+1; the row before the block predicts token `done`
-                lse = _logsumexp_rows(block)
-                nxt = np.asarray(tokens[done + 1 : done + n], dtype=np.int64)
-                if nxt.size:
-                    out[done + 1 : done + n] = block[np.arange(nxt.size), nxt] - lse[: nxt.size]
-                if prev is not None:
-                    t = int(tokens[done])
-                    out[done] = prev[t] - _logsumexp_rows(prev[None, :])[0]
-                prev = block[n - 1].copy()
-                done += n
-                if progress is not None:
-                    progress(done)
+        toks = [int(t) for t in tokens]
+        for done in range(0, total, rows):
+            n = min(rows, total - done)
+            # row i predicts the token after it; the block's last row predicts the next
+            # block's first token, so it is scored against that (or just computed, last)
+            targets = toks[done + 1 : done + n + 1]
+            last = len(targets) < n
+            if last:
+                targets.append(0)
+            lp = self.score_batch(toks[done : done + n], range(pos + done, pos + done + n), [seq] * n, targets)
+            upto = n - 1 if last else n
+            out[done + 1 : done + 1 + upto] = lp[:upto]
+            if progress is not None:
+                progress(done + n)
         return out
 
     def embed(self, tokens: Sequence[int], *, seq: int = 0) -> np.ndarray:
@@ -536,6 +568,63 @@ class Context:
         if getattr(self, "_ptr", None):
             _ll.llama_batch_free(self._batch)
             _ll.llama_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self) -> None:  # pragma: no cover - finaliser
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# --- grammars --------------------------------------------------------------------------
+
+
+class Grammar:
+    """A GBNF grammar as a llama.cpp sampler, for constrained greedy decoding."""
+
+    def __init__(self, model: Model, gbnf: str, root: str = "root") -> None:
+        self.model = model
+        ptr = _ll.llama_sampler_init_grammar(model._vocab, gbnf.encode("utf-8"), root.encode("utf-8"))
+        if not ptr:
+            raise LlamaError("llama.cpp refused the grammar")
+        self._ptr = ptr
+
+    def _apply(self, ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """The logits of `ids` after the grammar masked the tokens it refuses (-inf)."""
+        n = len(ids)
+        data = (_ll.llama_token_data * n)()
+        for i, (t, v) in enumerate(zip(ids.tolist(), logits.tolist())):
+            data[i].id = t
+            data[i].logit = v
+            data[i].p = 0.0
+        arr = _ll.llama_token_data_array(data=data, size=n, selected=-1, sorted=False)
+        _ll.llama_sampler_apply(self._ptr, ctypes.byref(arr))
+        return np.fromiter((data[i].logit for i in range(n)), dtype=np.float32, count=n)
+
+    def accepts(self, token: int, logits: np.ndarray) -> bool:
+        """Whether the grammar allows `token` next."""
+        return bool(np.isfinite(self._apply(np.array([token]), logits[[token]])[0]))
+
+    def best(self, logits: np.ndarray, step: int = 2048) -> int:
+        """The highest-logit token the grammar allows, or -1 when it allows none (the
+        grammar is complete). Candidates are tried a slice at a time in logit order, so
+        a refused greedy token rarely costs a pass over the whole vocabulary."""
+        order = np.argsort(-logits, kind="stable")
+        for s in range(0, len(order), step):
+            ids = order[s : s + step]
+            ok = np.isfinite(self._apply(ids, logits[ids]))
+            if ok.any():
+                return int(ids[int(np.argmax(ok))])
+        return -1
+
+    def accept(self, token: int) -> None:
+        """Advances the grammar past `token`."""
+        _ll.llama_sampler_accept(self._ptr, token)
+
+    def close(self) -> None:
+        if getattr(self, "_ptr", None):
+            _ll.llama_sampler_free(self._ptr)
             self._ptr = None
 
     def __del__(self) -> None:  # pragma: no cover - finaliser

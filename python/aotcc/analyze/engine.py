@@ -14,7 +14,6 @@ unit keeps analysis near the cost of a prefill.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import time
@@ -174,7 +173,6 @@ class Engine:
         a wanted token. Returns float32 surprisal in nats, NaN where not wanted.
         """
         t0 = time.perf_counter()
-        lb, _ll = self._lb, self._lb._ll
         ctx = self._ctx()
         seq = list(self._bos()) + list(prefix)
         full = seq + list(tokens)
@@ -182,43 +180,21 @@ class Engine:
             raise ModelError(f"window of {len(full)} tokens does not fit n_ctx {ctx.n_ctx}")
         off = len(seq)
         # row r (position r in `full`) predicts token r+1; we need rows off+i-1 for i in want
-        rows = sorted({off + i - 1 for i in want if 0 <= i < len(tokens) and off + i - 1 >= 0})
-        rowset = set(rows)
+        rowset = {off + i - 1 for i in want if 0 <= i < len(tokens) and off + i - 1 >= 0}
+        targets = [full[p + 1] if p in rowset else -1 for p in range(len(full))]
         out = np.full(len(tokens), np.nan, dtype=np.float32)
-        n_vocab = self.model.n_vocab
         n_batch = ctx.settings.n_batch
-        b = ctx._batch
         ctx.clear()
-        with ctx._lock:
-            done = 0
-            while done < len(full):
+        try:
+            for done in range(0, len(full), n_batch):
                 n = min(n_batch, len(full) - done)
-                picked = []
+                lp = ctx.score_batch(full[done : done + n], range(done, done + n), [0] * n, targets[done : done + n])
                 for k in range(n):
                     p = done + k
-                    b.token[k] = full[p]
-                    b.pos[k] = p
-                    b.n_seq_id[k] = 1
-                    b.seq_id[k][0] = 0
-                    flag = p in rowset
-                    b.logits[k] = flag
-                    if flag:
-                        picked.append((k, p))
-                b.n_tokens = n
-                rc = _ll.llama_decode(ctx._ptr, b)
-                if rc != 0:
-                    raise ModelError(f"llama_decode failed with code {rc} on a surprisal window")
-                if picked:
-                    ptr = _ll.llama_get_logits(ctx._ptr)
-                    if not ptr:
-                        raise ModelError(f"model {self.path.name}: no logits")
-                    block = np.ctypeslib.as_array(ptr, shape=(len(picked), n_vocab))
-                    lse = lb._logsumexp_rows(block)
-                    nxt = np.fromiter((full[p + 1] for _, p in picked), dtype=np.int64, count=len(picked))
-                    lp = block[np.arange(len(picked)), nxt] - lse
-                    for j, (_, p) in enumerate(picked):
-                        out[p + 1 - off] = -lp[j]
-                done += n
+                    if p in rowset:
+                        out[p + 1 - off] = -lp[k]
+        except AotccError as e:
+            raise ModelError(f"{e} (surprisal window)") from None
         ctx.clear()
         self.calls.windows += 1
         self.calls.window_tokens += len(full)
@@ -229,52 +205,46 @@ class Engine:
         """-log p of every token of each token list given only BOS: many short lists
         side by side in one batch (one sequence each), logits on for every row."""
         t0 = time.perf_counter()
-        lb, _ll = self._lb, self._lb._ll
         ctx = self._ctx()
-        n_vocab = self.model.n_vocab
         bos = self._bos()
         out = [np.full(len(t), np.nan, dtype=np.float32) for t in texts]
-        b = ctx._batch
         n_batch = ctx.settings.n_batch
         i = 0
         while i < len(texts):
             ctx.clear()
-            rows: list[tuple[int, int]] = []  # (text, token index predicted)
-            k = 0
+            toks: list[int] = []
+            pos: list[int] = []
+            seqs: list[int] = []
+            targets: list[int] = []
+            where: list[tuple[int, int]] = []  # per row: (text, token index predicted), (-1, -1) if none
             seq = 0
-            with ctx._lock:
-                while i < len(texts) and seq < self.N_SEQ:
-                    full = bos + list(texts[i])
-                    if k and k + len(full) > n_batch:
-                        break
-                    full = full[:n_batch]
-                    for p, tok in enumerate(full):
-                        b.token[k] = tok
-                        b.pos[k] = p
-                        b.n_seq_id[k] = 1
-                        b.seq_id[k][0] = seq
-                        # row p predicts token p+1 of `full`, i.e. token p+1-len(bos) of the text
-                        want = p + 1 < len(full) and p + 1 - len(bos) >= 0
-                        b.logits[k] = want
-                        if want:
-                            rows.append((i, p + 1 - len(bos), full[p + 1]))  # type: ignore[arg-type]
-                        k += 1
-                    i += 1
-                    seq += 1
-                b.n_tokens = k
-                rc = _ll.llama_decode(ctx._ptr, b)
-                if rc != 0:
-                    raise ModelError(f"llama_decode failed with code {rc} while scoring units alone")
-                if rows:
-                    ptr = _ll.llama_get_logits(ctx._ptr)
-                    block = np.ctypeslib.as_array(ptr, shape=(len(rows), n_vocab))
-                    lse = lb._logsumexp_rows(block)
-                    nxt = np.asarray([r[2] for r in rows], dtype=np.int64)  # type: ignore[misc]
-                    lp = block[np.arange(len(rows)), nxt] - lse
-                    for j, (ti, ix, _) in enumerate(rows):  # type: ignore[misc]
-                        out[ti][ix] = -lp[j]
+            while i < len(texts) and seq < self.N_SEQ:
+                full = bos + list(texts[i])
+                if toks and len(toks) + len(full) > n_batch:
+                    break
+                full = full[:n_batch]
+                for p, tok in enumerate(full):
+                    toks.append(tok)
+                    pos.append(p)
+                    seqs.append(seq)
+                    # row p predicts token p+1 of `full`, i.e. token p+1-len(bos) of the text
+                    if p + 1 < len(full) and p + 1 - len(bos) >= 0:
+                        targets.append(full[p + 1])
+                        where.append((i, p + 1 - len(bos)))
+                    else:
+                        targets.append(-1)
+                        where.append((-1, -1))
+                i += 1
+                seq += 1
+            try:
+                lp = ctx.score_batch(toks, pos, seqs, targets)
+            except AotccError as e:
+                raise ModelError(f"{e} (scoring units alone)") from None
+            for k, (ti, ix) in enumerate(where):
+                if ti >= 0:
+                    out[ti][ix] = -lp[k]
             self.calls.unit_batches += 1
-            self.calls.unit_tokens += k
+            self.calls.unit_tokens += len(toks)
         ctx.clear()
         self.calls.timed("unit_batches", t0)
         return out
@@ -356,7 +326,6 @@ class Engine:
         grammar accepts are chosen: the greedy token is checked first and the whole
         vocabulary filtered only when it is refused, which keeps most steps cheap."""
         t0 = time.perf_counter()
-        _ll = self._lb._ll
         ctx = self._ctx()
         m = self.model
         toks = self._prompt_tokens(prompt)
@@ -367,19 +336,19 @@ class Engine:
         ctx.decode(toks, logits=True)
         smpl = None
         if grammar is not None:
-            smpl = _ll.llama_sampler_init_grammar(m._vocab, grammar.encode("utf-8"), b"root")
-            if not smpl:
-                raise ModelError("llama.cpp refused the JSON grammar")
+            try:
+                smpl = self._lb.Grammar(m, grammar)
+            except AotccError:
+                raise ModelError("llama.cpp refused the JSON grammar") from None
         out: list[int] = []
         stop = "length"
-        n_vocab = m.n_vocab
         try:
             pos = len(toks)
             while len(out) < max_tokens:
                 logits = ctx.last_logits()
                 tok = int(np.argmax(logits))
-                if smpl is not None and not _accepts(_ll, smpl, tok, logits):
-                    tok = _constrained_argmax(_ll, smpl, logits, n_vocab)
+                if smpl is not None and not smpl.accepts(tok, logits):
+                    tok = smpl.best(logits)
                     if tok < 0:
                         stop = "grammar"
                         break
@@ -387,7 +356,7 @@ class Engine:
                     stop = "eog"
                     break
                 if smpl is not None:
-                    _ll.llama_sampler_accept(smpl, tok)
+                    smpl.accept(tok)
                 out.append(tok)
                 if on_token is not None:
                     on_token(len(out))
@@ -397,43 +366,10 @@ class Engine:
                 pos += 1
         finally:
             if smpl is not None:
-                _ll.llama_sampler_free(smpl)
+                smpl.close()
             ctx.clear()
         self.calls.generations += 1
         self.calls.generated_tokens += len(out)
         self.calls.timed("generations", t0)
         return m.detokenize(out), stop
 
-
-def _token_array(_ll: Any, ids: np.ndarray, logits: np.ndarray) -> tuple[Any, Any]:
-    n = len(ids)
-    data = (_ll.llama_token_data * n)()
-    for i, (t, v) in enumerate(zip(ids.tolist(), logits.tolist())):
-        data[i].id = t
-        data[i].logit = v
-        data[i].p = 0.0
-    arr = _ll.llama_token_data_array(data=data, size=n, selected=-1, sorted=False)
-    return arr, data
-
-
-def _accepts(_ll: Any, smpl: Any, tok: int, logits: np.ndarray) -> bool:
-    arr, data = _token_array(_ll, np.array([tok]), logits[[tok]])
-    _ll.llama_sampler_apply(smpl, ctypes.byref(arr))
-    return bool(np.isfinite(data[0].logit))
-
-
-def _constrained_argmax(_ll: Any, smpl: Any, logits: np.ndarray, n_vocab: int) -> int:
-    """The best token the grammar accepts, or -1 when it accepts none (it is complete).
-
-    The grammar is applied to the candidates in order of logit, a slice at a time, so a
-    refusal of the greedy token rarely costs a pass over all 262k words."""
-    order = np.argsort(-logits, kind="stable")
-    step = 2048
-    for s in range(0, n_vocab, step):
-        ids = order[s : s + step]
-        arr, data = _token_array(_ll, ids, logits[ids])
-        _ll.llama_sampler_apply(smpl, ctypes.byref(arr))
-        for i in range(len(ids)):
-            if np.isfinite(data[i].logit):
-                return int(data[i].id)
-    return -1
