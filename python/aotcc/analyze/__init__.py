@@ -83,7 +83,9 @@ class Analysis:
             "boundaries": [b.__dict__ for b in self.boundaries],
             "moved": [mv.__dict__ for mv in self.moves],
             "candidates": [{"term": c.term, "unit": c.unit, "similarity": round(c.similarity, 4),
-                            "margin": round(c.margin, 4), "confirmed": c.confirmed} for c in self.candidates],
+                            "margin": round(c.margin, 4),
+                            "literal_similarity": None if c.literal != c.literal else round(c.literal, 4),
+                            "confirmed": c.confirmed} for c in self.candidates],
             "model_calls": self.calls.to_dict(), "cache": self.cache.to_dict(), "seconds": round(self.seconds, 3),
         }
 
@@ -150,11 +152,14 @@ def analyze(
             unit_chunk = [int(np.searchsorted(starts, u.start, side="right")) - 1 for u in units]
             occ = plain.occurrences
             first_chunk: dict[int, int] = {}
-            for t, c, r in zip(occ.term.tolist(), occ.chunk.tolist(), occ.role.tolist()):
+            first_at: dict[int, int] = {}
+            for t, c, r, at in zip(occ.term.tolist(), occ.chunk.tolist(), occ.role.tolist(), occ.start.tolist()):
                 if r == 0:
                     first_chunk.setdefault(int(t), int(c))
+                    first_at.setdefault(int(t), int(at))
             spec_terms = _spec_terms(terms)
-            rows = [(str(t.get("name")), str(t.get("definition")), first_chunk.get(i)) for i, t in enumerate(spec_terms)]
+            rows = [(str(t.get("name")), str(t.get("definition")), first_chunk.get(i), first_at.get(i))
+                    for i, t in enumerate(spec_terms)]
             found = _semantic.analyse(
                 eng, cache, text, units, unit_chunk, rows, top_k=top_k,
                 progress=(lambda s, d, t: progress(s, d, t)) if progress else None,

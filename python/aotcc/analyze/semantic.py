@@ -48,6 +48,10 @@ class Candidate:
     unit: int
     similarity: float
     margin: float
+    #: centred cosine of the term with the unit holding its literal first mention: the
+    #: yardstick a reviewer compares `similarity` with (reported, not a gate: on the
+    #: example prompt it ranged from -0.12 to 0.71 and separated nothing)
+    literal: float = float("nan")
 
     @property
     def confirmed(self) -> bool:
@@ -89,11 +93,13 @@ def confirm(engine: Engine, cache: Cache, name: str, definition: str, sentence: 
 
 
 def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chunk: list[int],
-            terms: list[tuple[str, str, int | None]], *, top_k: int = 3,
+            terms: list[tuple[str, str, int | None, int | None]], *, top_k: int = 3,
             progress: Callable[[str, int, int], None] | None = None) -> Anchors:
-    """`terms` are `(name, definition, literal first chunk or None)`; `unit_chunk[i]` is
-    the chunk of unit i in the compile without anchors."""
-    movable = [(n, d, c) for n, d, c in terms if c is not None and c > 0]
+    """`terms` are `(name, definition, literal first chunk or None, character offset of
+    the literal first mention or None)`; `unit_chunk[i]` is the chunk of unit i in the
+    compile without anchors."""
+    movable = [(n, d, c) for n, d, c, _ in terms if c is not None and c > 0]
+    first_at = {n: a for n, _, c, a in terms if c is not None and c > 0}
     if not movable:
         return Anchors({}, [], 0)
     horizon = max(c for _, _, c in movable)
@@ -129,14 +135,21 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
         sims = vecs[ok] @ tv
         best = ok[np.argsort(-sims, kind="stable")[:top_k]]
         best = [j for j in best if float(vecs[j] @ tv) >= (SIM_MIN if mu is not None else 0.9)]
+        literal = float("nan")
+        at = first_at.get(name)
+        if best and at is not None and mu is not None:
+            lu = next((u for u in units if u.start <= at < u.end), None)
+            if lu is not None:
+                lv = _unit(unit_vector(engine, cache, text[lu.start:lu.end].strip()) - mu)
+                literal = float(lv @ tv)
         for j in best:
-            shortlist.append((name, definition, cand_units[int(j)], float(vecs[j] @ tv)))
+            shortlist.append((name, definition, cand_units[int(j)], float(vecs[j] @ tv), literal))
     candidates = []
     anchors: dict[str, int] = {}
-    for k, (name, definition, i, sim) in enumerate(shortlist):
+    for k, (name, definition, i, sim, literal) in enumerate(shortlist):
         u = units[i]
         margin = confirm(engine, cache, name, definition, text[u.start:u.end])
-        c = Candidate(name, i, sim, margin)
+        c = Candidate(name, i, sim, margin, literal)
         candidates.append(c)
         if c.confirmed and (name not in anchors or u.start < anchors[name]):
             anchors[name] = u.start
