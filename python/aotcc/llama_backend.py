@@ -510,6 +510,55 @@ class Context:
             raise LlamaError(f"{self.model.path.name}: the pooled embedding is zero or not finite")
         return vec / norm
 
+    def embed_many(self, token_lists: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """`embed` for many token lists, packed side by side (one sequence each) into as
+        few decodes as `n_batch` and `n_seq_max` allow: short sentences embedded one per
+        decode leave most of a batch's matrix work unused."""
+        if not self.embeddings:
+            raise LlamaError("this context was not created for embeddings (embeddings=True)")
+        lists = [list(t)[: self.settings.n_batch] for t in token_lists]
+        if any(not t for t in lists):
+            raise LlamaError("cannot embed an empty token list")
+        out: list[np.ndarray] = []
+        b = self._batch
+        i = 0
+        while i < len(lists):
+            group: list[list[int]] = []
+            used = 0
+            while i < len(lists) and len(group) < self.n_seq_max and used + len(lists[i]) <= self.settings.n_batch:
+                group.append(lists[i])
+                used += len(lists[i])
+                i += 1
+            with self._lock:
+                self.clear()
+                k = 0
+                for seq, toks in enumerate(group):
+                    for p, t in enumerate(toks):
+                        b.token[k] = t
+                        b.pos[k] = p
+                        b.n_seq_id[k] = 1
+                        b.seq_id[k][0] = seq
+                        b.logits[k] = True
+                        k += 1
+                b.n_tokens = k
+                rc = _ll.llama_decode(self._ptr, b)
+                if rc != 0:
+                    self.clear()
+                    raise LlamaError(f"llama_decode failed with code {rc} while embedding {len(group)} texts")
+                for seq in range(len(group)):
+                    ptr = _ll.llama_get_embeddings_seq(self._ptr, seq)
+                    if not ptr:
+                        self.clear()
+                        raise LlamaError(f"{self.model.path.name}: llama.cpp returned no pooled embedding for this model")
+                    vec = np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,)).astype(np.float32)
+                    norm = float(np.linalg.norm(vec))
+                    if not np.isfinite(norm) or norm == 0.0:
+                        self.clear()
+                        raise LlamaError(f"{self.model.path.name}: the pooled embedding is zero or not finite")
+                    out.append(vec / norm)
+                self.clear()
+        return out
+
     def greedy_next(self) -> int:
         ptr = _ll.llama_get_logits_ith(self._ptr, -1)
         if not ptr:

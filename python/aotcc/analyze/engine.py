@@ -119,7 +119,8 @@ class Engine:
         if self._embed_ctx is None:
             s = self._lb.ContextSettings(n_ctx=self.N_BATCH, n_batch=self.N_BATCH, n_ubatch=self.N_BATCH)
             try:
-                self._embed_ctx = self._lb.Context(self.model, s, n_threads_batch=self.n_threads, embeddings=True)
+                self._embed_ctx = self._lb.Context(self.model, s, n_seq_max=self.N_SEQ, n_threads_batch=self.n_threads,
+                                                   embeddings=True)
             except AotccError as e:
                 raise ModelError(f"model {self.path.name} cannot produce embeddings: {e}") from None
         return self._embed_ctx
@@ -253,16 +254,22 @@ class Engine:
 
     def embed(self, text: str) -> np.ndarray:
         """The mean-pooled, L2-normalised last hidden state of `text` (its first n_batch tokens)."""
+        return self.embed_many([text])[0]
+
+    def embed_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """`embed` for many texts, packed several to a decode (one call per text is counted)."""
+        if not texts:
+            return []
         t0 = time.perf_counter()
-        toks = self._bos() + self.tokenize(text)
+        lists = [(self._bos() + self.tokenize(t))[: self.N_BATCH] for t in texts]
         try:
-            v = self._ectx().embed(toks[: self.N_BATCH])
+            vecs = self._ectx().embed_many(lists)
         except AotccError as e:
             raise ModelError(f"model {self.path.name} cannot produce embeddings: {e}") from None
-        self.calls.embeddings += 1
-        self.calls.embedding_tokens += min(len(toks), self.N_BATCH)
+        self.calls.embeddings += len(texts)
+        self.calls.embedding_tokens += sum(len(t) for t in lists)
         self.calls.timed("embeddings", t0)
-        return v
+        return vecs
 
     # prompts
 

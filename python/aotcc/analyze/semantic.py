@@ -19,7 +19,7 @@ precision and the yes/no vetoes only a clear "no".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -86,6 +86,17 @@ def unit_vector(engine: Engine, cache: Cache, text: str) -> np.ndarray:
     return np.asarray(cache.through("embedding", key, lambda: engine.embed(text).tolist()), dtype=np.float32)
 
 
+def unit_vectors(engine: Engine, cache: Cache, texts: list[str]) -> list[np.ndarray]:
+    """`unit_vector` of each text; the cache misses are embedded together, in batches."""
+    keys = [key_of("embedding", version=VERSION, settings=engine.settings, text=t) for t in texts]
+    got: list[Any] = [cache.get("embedding", k) for k in keys]
+    missing = [i for i, g in enumerate(got) if g is None]
+    for i, v in zip(missing, engine.embed_many([texts[i] for i in missing])):
+        got[i] = v.tolist()
+        cache.put(keys[i], got[i])
+    return [np.asarray(g, dtype=np.float32) for g in got]
+
+
 def confirm(engine: Engine, cache: Cache, name: str, definition: str, sentence: str) -> float:
     prompt = engine.chat(_QUESTION.format(name=name, definition=_clip(definition, 400), sentence=_clip(sentence, 600)))
     key = key_of("confirmation", version=VERSION, settings=engine.settings, prompt=prompt)
@@ -106,13 +117,14 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
     cand_units = [i for i, u in enumerate(units)
                   if unit_chunk[i] < horizon and u.kind != CODE and len(text[u.start:u.end].strip()) >= MIN_UNIT_CHARS]
     vecs = np.zeros((len(cand_units), 0), dtype=np.float32)
-    rows = []
+    rows: list[np.ndarray] = []
     total = len(cand_units) + len(movable)
-    for k, i in enumerate(cand_units):
-        u = units[i]
-        rows.append(unit_vector(engine, cache, text[u.start:u.end].strip()))
+    step = 64  # texts per batch of embeddings, so the progress bar moves
+    for k in range(0, len(cand_units), step):
+        part = cand_units[k : k + step]
+        rows.extend(unit_vectors(engine, cache, [text[units[i].start:units[i].end].strip() for i in part]))
         if progress is not None:
-            progress("embed", k + 1, total)
+            progress("embed", k + len(part), total)
     mu = None
     if rows:
         vecs = np.stack(rows)
