@@ -36,7 +36,7 @@ pytest: build
 ## bench: criterion benches of the Rust stages + pytest-benchmark against the peers
 bench: build llama
 	cargo bench --bench stages -- --noplot
-	$(PY) -m pytest benches benches/bench_bundle.py benches/bench_analyze.py -q -p no:cacheprovider --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
+	$(PY) -m pytest benches/test_*.py benches/bench_*.py -q -p no:cacheprovider --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
 	$(PY) benches/report.py
 	$(PY) benches/bundle_report.py
 	$(PY) benches/gguf_report.py

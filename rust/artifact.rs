@@ -213,6 +213,9 @@ pub(crate) struct OptionsRecord {
     pub case_sensitive: bool,
     pub whole_word: bool,
     pub id_prefix: String,
+    /// `cheap` when tag ids were chosen by token cost; absent for the default labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_ids: Option<String>,
 }
 
 /// Named binary columns, in a fixed order.
@@ -537,8 +540,7 @@ impl Artifact {
             "hash": self.hash,
             "hashes": {"source": b.hashes.source, "spec": b.hashes.spec, "options": b.hashes.options, "output": b.hashes.output},
             "tokenizer": b.tokenizer,
-            "options": {"budget": b.options.budget, "placement": b.options.placement, "references": b.options.references,
-                        "case_sensitive": b.options.case_sensitive, "whole_word": b.options.whole_word, "id_prefix": b.options.id_prefix},
+            "options": serde_json::to_value(&b.options).expect("the options serialize"),
             "files": b.files.iter().map(|f| serde_json::json!({"name": f.name, "start": f.start, "end": f.end, "blake3": f.blake3})).collect::<Vec<_>>(),
             "source_bytes": b.source_len, "compiled_bytes": b.text.len(),
             "source_tokens": b.source_tokens, "compiled_tokens": b.out_tokens,

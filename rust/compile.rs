@@ -14,7 +14,7 @@ use crate::count::Counter;
 use crate::detect::Detector;
 use crate::error::{Error, ErrorKind};
 use crate::hash::blake3_hex;
-use crate::plan::{plan, tag_name, Dependencies};
+use crate::plan::{label, plan, tag_name, Dependencies};
 use crate::rewrite::{definition_block, reference_tag, rewrite};
 use crate::segment::segment;
 use crate::spec::Spec;
@@ -37,6 +37,35 @@ pub enum References {
     Annotate,
     /// The mention stays as written.
     Keep,
+}
+
+/// How tag ids without an explicit `id` are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagIds {
+    /// `A`, `B`, … `Z`, `AA`, … in first-appearance order.
+    #[default]
+    Alpha,
+    /// The same labels reordered by what one reference tag costs in the compile's
+    /// tokenizer (fewest first, label order on a tie): deterministic, still collision-free.
+    Cheap,
+}
+
+impl TagIds {
+    /// Parses `alpha` or `cheap`.
+    pub fn parse(s: &str) -> Option<TagIds> {
+        match s {
+            "alpha" => Some(TagIds::Alpha),
+            "cheap" => Some(TagIds::Cheap),
+            _ => None,
+        }
+    }
+    /// The option's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagIds::Alpha => "alpha",
+            TagIds::Cheap => "cheap",
+        }
+    }
 }
 
 impl Placement {
@@ -86,6 +115,8 @@ pub struct CompileOptions {
     pub placement: Placement,
     /// What later mentions become (default [`References::Tag`]).
     pub references: References,
+    /// How tag ids are chosen (default [`TagIds::Alpha`]).
+    pub tag_ids: TagIds,
 }
 
 impl Default for CompileOptions {
@@ -94,6 +125,7 @@ impl Default for CompileOptions {
             budget: 512,
             placement: Placement::Chunk,
             references: References::Tag,
+            tag_ids: TagIds::Alpha,
         }
     }
 }
@@ -112,6 +144,11 @@ impl CompileOptions {
     /// Sets what later mentions become.
     pub fn references(mut self, references: References) -> Self {
         self.references = references;
+        self
+    }
+    /// Sets how tag ids are chosen.
+    pub fn tag_ids(mut self, tag_ids: TagIds) -> Self {
+        self.tag_ids = tag_ids;
         self
     }
 }
@@ -321,6 +358,30 @@ impl Compiler {
         &self.spec_hash
     }
 
+    /// Candidate labels ordered by the token cost of their reference tag (stable, so
+    /// label order breaks ties): enough for every term even after collisions.
+    fn cheap_labels(&self, counter: &dyn Counter) -> Result<Vec<String>, Error> {
+        let n = (self.spec.terms.len() * 2).max(26 * 27);
+        let labels: Vec<String> = (0..n).map(label).collect();
+        let prefix = &self.spec.options.id_prefix;
+        let tags: Vec<String> = labels.iter().map(|l| reference_tag(prefix, l)).collect();
+        let strs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let costs = counter.count(&strs)?;
+        if costs.len() != labels.len() {
+            return Err(Error::new(
+                ErrorKind::Count,
+                format!(
+                    "token counter returned {} counts for {} tags",
+                    costs.len(),
+                    labels.len()
+                ),
+            ));
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (costs[i], i));
+        Ok(order.into_iter().map(|i| labels[i].clone()).collect())
+    }
+
     /// Compiles `sources` (concatenated in order) into an artifact.
     ///
     /// # Errors
@@ -467,6 +528,10 @@ impl Compiler {
 
         // plan
         progress.enter(Stage::Plan, occurrences.len() as u64);
+        let labels = match self.options.tag_ids {
+            TagIds::Alpha => None,
+            TagIds::Cheap => Some(self.cheap_labels(counter)?),
+        };
         let plan = plan(
             &self.spec,
             &self.deps,
@@ -474,6 +539,7 @@ impl Compiler {
             &chunks,
             &text,
             &hints.anchors,
+            labels.as_deref(),
         )?;
         lap("plan", &mut timings);
 
@@ -630,6 +696,8 @@ impl Compiler {
             case_sensitive: self.spec.options.case_sensitive,
             whole_word: self.spec.options.whole_word,
             id_prefix: self.spec.options.id_prefix.clone(),
+            tag_ids: (self.options.tag_ids != TagIds::Alpha)
+                .then(|| self.options.tag_ids.as_str().to_string()),
         };
         let mut options_text = format!(
             "budget={} placement={} references={} tokenizer={tokenizer}",
@@ -637,6 +705,9 @@ impl Compiler {
         );
         if !hints.is_empty() {
             options_text.push_str(&format!(" hints={}", hints.digest()));
+        }
+        if self.options.tag_ids != TagIds::Alpha {
+            options_text.push_str(&format!(" tag_ids={}", self.options.tag_ids.as_str()));
         }
         let options_hash = blake3_hex(options_text.as_bytes());
         let body = Body {

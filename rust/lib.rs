@@ -44,7 +44,7 @@ pub use artifact::{
 };
 pub use chunk::Chunk;
 pub use compile::{
-    CompileOptions, Compiler, Hints, Placement, Progress, References, Source, Stage,
+    CompileOptions, Compiler, Hints, Placement, Progress, References, Source, Stage, TagIds,
 };
 pub use count::{Counter, Estimator};
 pub use detect::{Detector, Occurrence};

@@ -187,6 +187,7 @@ pub(crate) fn plan(
     chunks: &[Chunk],
     source: &str,
     anchors: &[(usize, usize)],
+    labels: Option<&[String]>,
 ) -> Result<Plan, Error> {
     let n = spec.terms.len();
     let mut first_occurrence: Vec<Option<usize>> = vec![None; n];
@@ -271,7 +272,11 @@ pub(crate) fn plan(
             continue;
         }
         loop {
-            let l = label(next_label);
+            // the given label order first (cheap ids), then plain labels past its end
+            let l = match labels.and_then(|ls| ls.get(next_label)) {
+                Some(l) => l.clone(),
+                None => label(next_label),
+            };
             next_label += 1;
             if !explicit.contains(l.as_str())
                 && !taken.contains_key(&l)

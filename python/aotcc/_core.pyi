@@ -50,6 +50,7 @@ class Compiler:
         budget: int = 512,
         placement: str = "chunk",
         references: str = "tag",
+        tag_ids: str = "alpha",
     ) -> None: ...
     @property
     def term_names(self) -> list[str]: ...

@@ -48,6 +48,7 @@ def compile(
     progress: bool | None = None,
     breaks: Sequence[int] | None = None,
     anchors: Mapping[str, int] | None = None,
+    tag_ids: str = "alpha",
 ) -> Compiled:
     """Compiles a master prompt with a term spec.
 
@@ -60,10 +61,13 @@ def compile(
     `breaks` and `anchors` are analysis hints (see `aotcc analyze`), in characters of
     the joined source: a chunk ends at the first unit boundary at or after each break
     (within the budget), and a term's definition goes into the chunk holding its anchor
-    when that comes before the term's first literal mention.
+    when that comes before the term's first literal mention. `tag_ids="cheap"` picks,
+    among collision-free labels, those whose reference tag costs the fewest tokens in
+    `tokenizer`.
     """
     spec_json, spec_name = load_spec(terms)
-    compiler = _core.Compiler(spec_json, spec_name, budget=budget, placement=placement, references=references)
+    compiler = _core.Compiler(spec_json, spec_name, budget=budget, placement=placement, references=references,
+                              tag_ids=tag_ids)
     return compile_with(compiler, _sources(source), tokenizer=tokenizer, progress=progress,
                         breaks=breaks, anchors=anchors)
 

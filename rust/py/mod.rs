@@ -13,7 +13,7 @@ mod tokenizer;
 
 use crate::{
     Artifact as CoreArtifact, CompileOptions, Compiler as CoreCompiler, Counter, Error, ErrorKind,
-    Estimator, Hints, Placement, Progress as CoreProgress, References, Source,
+    Estimator, Hints, Placement, Progress as CoreProgress, References, Source, TagIds,
 };
 
 create_exception!(
@@ -148,7 +148,7 @@ struct Compiler(Arc<CoreCompiler>);
 #[pymethods]
 impl Compiler {
     #[new]
-    #[pyo3(signature = (spec_json, spec_name = "<spec>", *, budget = 512, placement = "chunk", references = "tag"))]
+    #[pyo3(signature = (spec_json, spec_name = "<spec>", *, budget = 512, placement = "chunk", references = "tag", tag_ids = "alpha"))]
     fn new(
         py: Python<'_>,
         spec_json: &str,
@@ -156,7 +156,13 @@ impl Compiler {
         budget: i64,
         placement: &str,
         references: &str,
+        tag_ids: &str,
     ) -> PyResult<Self> {
+        let tag_ids = TagIds::parse(tag_ids).ok_or_else(|| {
+            InputError::new_err(format!(
+                "tag_ids must be \"alpha\" or \"cheap\", not {tag_ids:?}"
+            ))
+        })?;
         let placement = Placement::parse(placement).ok_or_else(|| {
             InputError::new_err(format!(
                 "placement must be \"chunk\" or \"top\", not {placement:?}"
@@ -175,7 +181,8 @@ impl Compiler {
         let options = CompileOptions::default()
             .budget(budget as u32)
             .placement(placement)
-            .references(references);
+            .references(references)
+            .tag_ids(tag_ids);
         let (json, name) = (spec_json.to_string(), spec_name.to_string());
         let compiler = py
             .detach(move || CoreCompiler::new(&json, &name, options))

@@ -31,6 +31,9 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
                    help="definition blocks in the chunk of first appearance (default) or all on top")
     p.add_argument("--references", choices=["tag", "annotate", "keep"], default="tag",
                    help="later mentions become tags (default), keep the word and add the tag, or stay as written")
+    p.add_argument("--tag-ids", choices=["alpha", "cheap"], default="alpha",
+                   help="tag ids A, B, … in first-appearance order (default), or the labels whose reference "
+                        "tag costs the fewest tokens in --tokenizer (deterministic, still collision-free)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _compiler(args: argparse.Namespace, terms: object) -> _core.Compiler:
     spec_json, spec_name = load_spec(terms)  # type: ignore[arg-type]
     return _core.Compiler(spec_json, spec_name, budget=args.budget,
-                          placement=getattr(args, "placement", "chunk"), references=getattr(args, "references", "tag"))
+                          placement=getattr(args, "placement", "chunk"), references=getattr(args, "references", "tag"),
+                          tag_ids=getattr(args, "tag_ids", "alpha"))
 
 
 def _pct(before: int, after: int) -> str:
