@@ -3,11 +3,13 @@ so a failed run never leaves a partial file behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 from aotcc.errors import InputError
 
@@ -64,3 +66,33 @@ def write_atomic(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object
 def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
     """Writes `data` atomically (see `write_atomic`)."""
     return write_atomic(path, lambda f: f.write(data))
+
+
+def parse_document(
+    data: bytes,
+    name: str,
+    fmt: str | None = None,
+    *,
+    json_starts: str = "[{",
+    error: type[Exception] = InputError,
+) -> Any:
+    """A TOML or JSON file's bytes as a document; errors (as `error`) name the file
+    and the byte, line or column. Without `fmt`, text starting with one of
+    `json_starts` is JSON (a suite passes "{" since its TOML may open with a table)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise error(f"{name}: invalid UTF-8 at byte {e.start} (line {line})") from None
+    text = text.removeprefix("\ufeff")
+    if fmt is None:
+        fmt = "json" if text.lstrip()[:1] in tuple(json_starts) else "toml"
+    if fmt == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise error(f"{name}: malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{name}: malformed TOML: {e}") from None

@@ -31,13 +31,13 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Any, BinaryIO, Sequence
 
 import msgpack
 import numpy as np
 
 from aotcc import _core
-from aotcc._io import check_output_path, write_atomic  # noqa: F401 (re-exported)
+from aotcc._io import write_atomic
 from aotcc.errors import AotccError
 
 MAGIC = b"\x89AOTKV\r\n"

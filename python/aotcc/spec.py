@@ -5,40 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Union
 
-from aotcc._io import read_input
+from aotcc._io import parse_document, read_input
 from aotcc.errors import SpecError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 TermSpec = Union[str, "os.PathLike[str]", dict, list]
 
 
 def _parse(data: bytes, name: str, fmt: str | None) -> Any:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise SpecError(f"{name}: invalid UTF-8 at byte {e.start} (line {line})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if fmt is None:
-        fmt = "json" if text.lstrip()[:1] in ("[", "{") else "toml"
-    if fmt == "json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{name}: malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{name}: malformed TOML: {e}") from None
+    return parse_document(data, name, fmt, error=SpecError)
 
 
 def load_spec(terms: TermSpec) -> tuple[str, str]:

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import aotcc
 from aotcc import _core
 from aotcc._io import atomic_write, check_output_path, read_input
 from aotcc.api import compile_with

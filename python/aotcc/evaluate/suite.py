@@ -12,18 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from aotcc import _io
 from aotcc._io import read_input
 from aotcc.errors import InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 FORMAT = "aotcc-eval-suite/1"
 
@@ -175,20 +170,7 @@ def _kind(v: Any) -> str:
 
 def parse_document(data: bytes, name: str) -> Any:
     """A suite file's bytes as a document: JSON when it starts with `{`, else TOML."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{name}: invalid UTF-8 at byte {e.start}") from None
-    text = text.removeprefix("\ufeff")
-    if text.lstrip()[:1] == "{":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{name}: malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{name}: malformed TOML: {e}") from None
+    return _io.parse_document(data, name, json_starts="{")
 
 
 def load_suite(path: str | os.PathLike[str], *, lengths: Sequence[int] | None = None) -> Suite:
