@@ -251,13 +251,11 @@ def _cmd_draft(args: argparse.Namespace) -> int:
 
 
 def _check_toml(text: str, name: str) -> dict:
+    from aotcc._io import parse_document
     from aotcc.errors import SpecError
-    from aotcc.spec import tomllib
 
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:  # a bug of ours, but say where
-        raise SpecError(f"{name}: the drafted TOML does not parse: {e}") from None
+    # a failure here is a bug of ours, but the message still says where
+    doc = parse_document(text.encode("utf-8"), f"{name} (the drafted spec)", "toml", error=SpecError)
     return {"terms": doc.get("term", [])}
 
 
