@@ -22,6 +22,9 @@ pub trait Counter: Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Estimator;
 
+/// The tokenizer fingerprint an artifact records when the [`Estimator`] counted it.
+pub const ESTIMATOR_FINGERPRINT: &str = "estimator:v1";
+
 impl Estimator {
     /// The estimate for one string.
     pub fn estimate(text: &str) -> u32 {

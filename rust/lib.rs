@@ -14,7 +14,7 @@
 //! let spec = r#"{"terms": [{"name": "Refund Policy", "definition": "Refunds within 30 days."}]}"#;
 //! let compiler = Compiler::new(spec, "spec.json", CompileOptions::default()).unwrap();
 //! let source = Source::new("prompt.md", b"Follow the Refund Policy. The refund policy wins.".to_vec());
-//! let artifact = compiler.compile(&[source], &Estimator, "estimator", None).unwrap();
+//! let artifact = compiler.compile(&[source], &Estimator, aotcc::ESTIMATOR_FINGERPRINT, None).unwrap();
 //! assert!(artifact.text().starts_with("<__SYS_STATE_A__ term=\"Refund Policy\">"));
 //! assert!(artifact.text().ends_with("The <__SYS_STATE_A__ /> wins."));
 //! assert_eq!(artifact.decompile(), b"Follow the Refund Policy. The refund policy wins.");
@@ -46,7 +46,7 @@ pub use chunk::Chunk;
 pub use compile::{
     CompileOptions, Compiler, Hints, Placement, Progress, References, Source, Stage, TagIds,
 };
-pub use count::{Counter, Estimator};
+pub use count::{Counter, Estimator, ESTIMATOR_FINGERPRINT};
 pub use detect::{Detector, Occurrence};
 pub use error::{Error, ErrorKind};
 pub use gguf::{Gguf, Value as GgufValue};

@@ -42,39 +42,33 @@ impl Dependencies {
             }
             edges.push(e);
         }
+        let original: Vec<Vec<usize>> = edges
+            .iter()
+            .map(|e| e.iter().map(|&(w, _)| w).collect())
+            .collect();
         // Depth-first from each term in spec order; drop mention edges back onto the path.
-        let mut state = vec![0u8; n]; // 0 new, 1 on path, 2 done
-        let mut warnings = Vec::new();
-        for root in 0..n {
-            if state[root] != 0 {
-                continue;
-            }
-            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
-            state[root] = 1;
-            while let Some(&mut (v, ref mut k)) = stack.last_mut() {
-                if *k < edges[v].len() {
-                    let (w, is_req) = edges[v][*k];
-                    *k += 1;
-                    match state[w] {
-                        0 => {
-                            state[w] = 1;
-                            stack.push((w, 0));
-                        }
-                        1 => {
-                            debug_assert!(!is_req, "requires cycles were rejected above");
-                            warnings.push(format!(
-                                "definition of {:?} mentions {:?}, which depends on it: that edge is ignored",
-                                spec.terms[v].name, spec.terms[w].name
-                            ));
-                            edges[v][*k - 1].0 = usize::MAX;
-                        }
-                        _ => {}
-                    }
-                } else {
-                    state[v] = 2;
-                    stack.pop();
+        // A `requires` edge back onto the path closes a cycle that must hold a mention
+        // edge (requires alone are acyclic): that mention edge is removed for good and
+        // the search starts over, so an explicit `requires` is never the edge dropped.
+        let mut removed: Vec<(usize, usize)> = Vec::new();
+        let dropped = loop {
+            match break_cycles(&edges) {
+                Ok(dropped) => break dropped,
+                Err((v, k)) => {
+                    edges[v][k].0 = usize::MAX;
+                    removed.push((v, k));
                 }
             }
+        };
+        let mut warnings = Vec::new();
+        let mut all: Vec<(usize, usize)> = removed;
+        all.extend(dropped);
+        for &(v, k) in &all {
+            warnings.push(format!(
+                "definition of {:?} mentions {:?}, which depends on it: that edge is ignored",
+                spec.terms[v].name, spec.terms[original[v][k]].name
+            ));
+            edges[v][k].0 = usize::MAX;
         }
         let deps = edges
             .into_iter()
@@ -87,6 +81,56 @@ impl Dependencies {
             .collect();
         Ok(Dependencies { deps, warnings })
     }
+}
+
+/// One depth-first pass over `edges` (`(target, is_requires)`, `usize::MAX` = removed)
+/// from each term in order. Mention edges that point back onto the path are collected
+/// as `(term, edge index)`. A `requires` edge back onto the path is answered with
+/// `Err` naming the last mention edge on that cycle, which the caller removes.
+fn break_cycles(edges: &[Vec<(usize, bool)>]) -> Result<Vec<(usize, usize)>, (usize, usize)> {
+    let n = edges.len();
+    let mut state = vec![0u8; n]; // 0 new, 1 on path, 2 done
+    let mut dropped = Vec::new();
+    for root in 0..n {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = 1;
+        while let Some(&mut (v, ref mut k)) = stack.last_mut() {
+            if *k >= edges[v].len() {
+                state[v] = 2;
+                stack.pop();
+                continue;
+            }
+            let (w, is_req) = edges[v][*k];
+            *k += 1;
+            if w == usize::MAX {
+                continue;
+            }
+            match state[w] {
+                0 => {
+                    state[w] = 1;
+                    stack.push((w, 0));
+                }
+                1 if !is_req => dropped.push((v, *k - 1)),
+                1 => {
+                    // the cycle is the path from w to v, then v -> w; each path edge is
+                    // (node, index of the edge taken) = (u, k_u - 1)
+                    let from = stack.iter().position(|&(u, _)| u == w).expect("on path");
+                    let mention = stack[from..]
+                        .iter()
+                        .rev()
+                        .map(|&(u, ku)| (u, ku - 1))
+                        .find(|&(u, e)| !edges[u][e].1)
+                        .expect("a cycle through a requires edge holds a mention edge");
+                    return Err(mention);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(dropped)
 }
 
 /// A cycle in `graph` as a closed path (first node repeated at the end), if any.

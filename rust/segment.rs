@@ -126,9 +126,9 @@ pub fn segment(text: &str, file_starts: &[usize]) -> Vec<Unit> {
         };
         let line = &line[..line_end - pos];
         let starts_block = if let Some((c, n)) = open_fence {
-            if fence(line).is_some_and(|(c2, n2)| c2 == c && n2 >= n)
-                && is_blank(&line[leading_spaces(line) + n..])
-            {
+            if fence(line).is_some_and(|(c2, n2)| {
+                c2 == c && n2 >= n && is_blank(&line[leading_spaces(line) + n2..])
+            }) {
                 open_fence = None;
             }
             None

@@ -39,7 +39,7 @@ fn run_case(path: &Path) -> Result<(), String> {
         c.compile(
             &[Source::new("case", source.as_bytes().to_vec())],
             &Estimator,
-            "estimator",
+            aotcc::ESTIMATOR_FINGERPRINT,
             None,
         )
     });
@@ -103,6 +103,18 @@ fn run_case(path: &Path) -> Result<(), String> {
         if got != want {
             return Err(format!(
                 "occurrences differ:\n  got:      {got:?}\n  expected: {want:?}"
+            ));
+        }
+    }
+    if let Some(expected) = case.get("expect_warnings").and_then(|v| v.as_array()) {
+        let want: Vec<&str> = expected
+            .iter()
+            .map(|w| w.as_str().expect("a string"))
+            .collect();
+        if artifact.warnings() != want.as_slice() {
+            return Err(format!(
+                "warnings differ:\n  got:      {:?}\n  expected: {want:?}",
+                artifact.warnings()
             ));
         }
     }

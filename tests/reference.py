@@ -283,32 +283,60 @@ def dependencies(spec: Spec) -> dict[int, list[tuple[int, str]]]:
     return deps
 
 
-def break_cycles(
-    spec: Spec, deps: dict[int, list[tuple[int, str]]]
-) -> tuple[dict[int, list[int]], list[tuple[int, int]]]:
-    """Depth-first from each term in spec order; an edge back to a term on the current
-    path is dropped. Returns the kept edges and the dropped ones."""
+class _Restart(Exception):
+    """A `requires` edge closed a cycle: `edge` (a definition edge on it) is removed."""
+
+    def __init__(self, edge: tuple[int, int]) -> None:
+        self.edge = edge
+
+
+def _dfs(spec: Spec, deps: dict[int, list[tuple[int, str]]], removed: list[tuple[int, int]]):
     kept: dict[int, list[int]] = {term.index: [] for term in spec.terms}
     dropped: list[tuple[int, int]] = []
     visited: set[int] = set()
-    on_path: list[int] = []
+    path: list[tuple[int, int, str]] = []  # (from, to, origin) edges taken
 
     def visit(index: int) -> None:
         visited.add(index)
-        on_path.append(index)
-        for target, _origin in deps[index]:
+        for target, origin in deps[index]:
+            if (index, target) in removed:
+                continue
+            on_path = [e[0] for e in path] + [index]
             if target in on_path:
+                if origin == "requires":
+                    cycle = path[on_path.index(target):]
+                    last = [e for e in cycle if e[2] == "definition"][-1]
+                    raise _Restart((last[0], last[1]))
                 dropped.append((index, target))
                 continue
             kept[index].append(target)
             if target not in visited:
+                path.append((index, target, origin))
                 visit(target)
-        on_path.pop()
+                path.pop()
 
     for term in spec.terms:
         if term.index not in visited:
             visit(term.index)
     return kept, dropped
+
+
+def break_cycles(
+    spec: Spec, deps: dict[int, list[tuple[int, str]]]
+) -> tuple[dict[int, list[int]], list[tuple[int, int]]]:
+    """Depth-first from each term in spec order; a definition edge back to a term on
+    the current path is dropped. A `requires` edge back onto the path closes a cycle
+    that holds a definition edge (requires alone are acyclic): the last such edge on the
+    path is removed for good and the search starts over. Returns the kept edges and the
+    dropped ones (removed ones first)."""
+    removed: list[tuple[int, int]] = []
+    while True:
+        try:
+            kept, dropped = _dfs(spec, deps, removed)
+        except _Restart as r:
+            removed.append(r.edge)
+            continue
+        return kept, removed + dropped
 
 
 def labels():
@@ -396,7 +424,7 @@ def compile_reference(
             first_appearance[index] = chunk_number
             injection_order.append(index)
 
-    for chunk_number, (start, end) in enumerate(chunks):
+    for chunk_number, (_start, _end) in enumerate(chunks):
         starting_here = sorted(
             (occ[0], index)
             for index, occ in first_occurrence.items()
@@ -489,3 +517,171 @@ def compile_reference(
             later_references=max(count - 1, 0),
         )
     return result
+
+
+# --- segment and chunk -----------------------------------------------------------------
+# An independent reading of docs/semantics.md "Chunk" and the segmenter it names, so the
+# core's chunk boundaries are checked against something other than themselves. White
+# space here is ASCII white space (space, tab, LF, FF, CR), as the segmenter defines it.
+
+ASCII_WS = " \t\n\x0c\r"
+HEADING, PARAGRAPH, LIST_ITEM, CODE, SENTENCE = "heading", "paragraph", "list_item", "code", "sentence"
+UNIT_LEVEL = {HEADING: 3, PARAGRAPH: 2, LIST_ITEM: 2, CODE: 2, SENTENCE: 1}
+_HEADING_RE = re.compile(r" {0,3}#{1,6}(?:[ \t\n\x0c\r]|$)")
+_FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_LIST_RE = re.compile(r"[ \t]*(?:[-*+][ \t]|[0-9]{1,9}[.)](?:[ \t\n\x0c\r]|$))")
+_SENTENCE_END_RE = re.compile(r"[.!?][\"')\]*_]*(?=[ \t\n\x0c\r])|[\u3002\uff01\uff1f]")
+
+
+def _blank(s: str) -> bool:
+    return all(c in ASCII_WS for c in s)
+
+
+def _sentence_cuts(text: str, start: int, end: int) -> list[int]:
+    """A sentence ends after `.`, `!` or `?` (and closing quotes or brackets) followed by
+    white space, or after a CJK full stop, when the next non-space character is not
+    lowercase; the cut is after the white space."""
+    cuts = []
+    pos = start
+    while True:
+        m = _SENTENCE_END_RE.search(text, pos, end)
+        if m is None:
+            return cuts
+        j = m.end()
+        while j < end and text[j] in ASCII_WS:
+            j += 1
+        if j < end and not text[j].islower():
+            cuts.append(j)
+        pos = max(j, m.start() + 1)
+
+
+def segment(text: str, file_starts: tuple[int, ...] = ()) -> list[tuple[int, int, str]]:
+    """Units `(start, end, kind)` tiling `text`: ATX headings, fenced code blocks (kept
+    whole; a closing fence is as long or longer and alone on its line), list items,
+    blank-line paragraphs, and the later sentences of paragraphs and list items. Leading
+    blank lines belong to the first block; no unit spans a file start."""
+    blocks: list[tuple[int, int, str]] = []
+    current: tuple[int, str] | None = None
+    after_blank = False
+    fence: tuple[str, int] | None = None
+    starts = sorted(s for s in file_starts if s > 0)
+    nxt = 0
+    pos = 0
+    n = len(text)
+    while pos < n:
+        nl = text.find("\n", pos)
+        line_end = n if nl < 0 else nl + 1
+        file_break = nxt < len(starts) and starts[nxt] <= pos
+        while nxt < len(starts) and starts[nxt] <= pos:
+            nxt += 1
+        if file_break:
+            fence = None
+        if nxt < len(starts) and starts[nxt] < line_end:
+            line_end = starts[nxt]
+        line = text[pos:line_end]
+        kind = None
+        if fence is not None:
+            m = _FENCE_RE.match(line)
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= fence[1] and _blank(line[m.end():]):
+                fence = None
+        elif _blank(line) and not file_break:
+            after_blank = True
+        elif (m := _FENCE_RE.match(line)) is not None:
+            fence = (m.group(1)[0], len(m.group(1)))
+            kind = CODE
+        elif _HEADING_RE.match(line):
+            kind = HEADING
+        elif _LIST_RE.match(line):
+            kind = LIST_ITEM
+        elif file_break or after_blank or current is None or current[1] in (HEADING, CODE):
+            kind = PARAGRAPH
+        if kind is not None:
+            start = 0 if current is None else pos
+            if current is not None:
+                blocks.append((current[0], pos, current[1]))
+            current = (start, kind)
+            after_blank = False
+        pos = line_end
+    if current is not None:
+        blocks.append((current[0], n, current[1]))
+    elif n:
+        blocks.append((0, n, PARAGRAPH))
+    units = []
+    for start, end, kind in blocks:
+        if kind in (HEADING, CODE):
+            units.append((start, end, kind))
+            continue
+        s = start
+        for cut in [*_sentence_cuts(text, start, end), end]:
+            if cut > s:
+                units.append((s, cut, kind if s == start else SENTENCE))
+                s = cut
+    return units
+
+
+def chunk(
+    text: str,
+    units: list[tuple[int, int, str]],
+    occurrences: list[tuple[int, int]],
+    budget: int,
+    count,
+) -> list[tuple[int, int, int]]:
+    """Chunks `(start, end, tokens)`: units packed up to `budget` tokens (`count(str)`).
+
+    1. Units joined by an occurrence that spans their boundary become one piece.
+    2. A piece over the budget (not code) is split into words (a word and its trailing
+       white space), never inside an occurrence; only the first word keeps the unit's
+       boundary strength (heading 3, block 2, sentence 1, inside a unit 0).
+    3. Pieces are added while the open chunk stays within the budget. When the next
+       piece does not fit, the chunk is cut before the strongest piece among those that
+       leave it at least half full (the latest on a tie; before the piece that did not
+       fit when nothing is stronger), and a heading at the end moves to the next chunk.
+    """
+    pieces: list[list] = []  # [start, end, tokens, level, splittable]
+    for start, end, kind in units:
+        tokens = count(text[start:end])
+        joined = any(s < start < e for s, e in occurrences)
+        if joined and pieces:
+            last = pieces[-1]
+            last[1], last[2] = end, last[2] + tokens
+            last[4] = last[4] and kind != CODE
+        else:
+            pieces.append([start, end, tokens, UNIT_LEVEL[kind], kind != CODE])
+    split: list[list] = []
+    for p in pieces:
+        if not (p[4] and p[2] > budget):
+            split.append(p)
+            continue
+        s, i = p[0], p[0]
+        first = True
+        while i < p[1]:
+            while i < p[1] and text[i] not in ASCII_WS:
+                i += 1
+            while i < p[1] and text[i] in ASCII_WS:
+                i += 1
+            if i < p[1] and any(a < i < b for a, b in occurrences):
+                continue
+            split.append([s, i, count(text[s:i]), p[3] if first else 0, False])
+            first = False
+            s = i
+    chunks: list[tuple[int, int, int]] = []
+    first, i = 0, 0
+    while i < len(split):
+        open_tokens = sum(q[2] for q in split[first:i])
+        if i > first and open_tokens + split[i][2] > budget:
+            best = i
+            best_level = split[i][3]
+            for j in range(i - 1, first, -1):
+                if sum(q[2] for q in split[first:j]) * 2 < budget:
+                    break
+                if split[j][3] > best_level:
+                    best, best_level = j, split[j][3]
+            while best > first + 1 and split[best - 1][3] == 3:
+                best -= 1
+            chunks.append((split[first][0], split[best - 1][1], sum(q[2] for q in split[first:best])))
+            first = best
+            continue
+        i += 1
+    if first < len(split):
+        chunks.append((split[first][0], split[-1][1], sum(q[2] for q in split[first:])))
+    return chunks

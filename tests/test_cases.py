@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import reference  # noqa: E402
-
-from aotcc import _core as core  # noqa: E402
+import reference
+from aotcc import _core as core
 
 CASES_DIR = Path(__file__).parent / "data" / "cases"
 CASE_FILES = sorted(CASES_DIR.glob("*.toml"))
@@ -94,6 +93,9 @@ def test_case(path: Path):
             for s, e, t in zip(occurrences["start"], occurrences["end"], occurrences["term"])
         ]
         assert got == [list(row) for row in case["expect_occurrences"]]
+
+    if "expect_warnings" in case:
+        assert artifact.manifest()["warnings"] == case["expect_warnings"]
 
     assert artifact.source() == source.encode("utf-8")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import unicodedata
 from pathlib import Path
@@ -23,9 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-import reference  # noqa: E402
-
-from aotcc import _core as core  # noqa: E402
+import reference
+from aotcc import _core as core
 
 PLACEMENTS = ("chunk", "top")
 REFERENCES = ("tag", "annotate", "keep")
@@ -439,7 +439,7 @@ def test_occurrences_match_reference(case):
     occurrences = artifact.occurrences()
     assert columns(occurrences, "start", "end", "term") == expected
     firsts = set()
-    for (start, _end, term), role in zip(expected, occurrences["role"].tolist()):
+    for (_start, _end, term), role in zip(expected, occurrences["role"].tolist()):
         assert role == (0 if term not in firsts else 1)
         firsts.add(term)
 
@@ -484,6 +484,38 @@ def test_chunks_tile_the_source(case):
         for start, end in commonmark_fences(text):
             inside = [b for b in boundaries if start < b < end]
             assert not inside, f"chunk boundary inside code block {text[start:end]!r}"
+
+
+def _pieces(s: str) -> int:
+    """A token counter both sides share: words and punctuation marks."""
+    return len(_PIECE.findall(s))
+
+
+_PIECE = re.compile(r"\w+|[^\w\s]")
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(inputs())
+def test_chunks_match_the_reference(case):
+    """Chunk boundaries and token counts equal the reference's reading of the rules
+    (tests/reference.py: its own segmenter and packer), with one counter for both."""
+    spec, text, budget = case
+    compiler = core.Compiler(json.dumps(spec), "<spec>", budget=budget)
+    artifact = compiler.compile([("prop", text.encode("utf-8"))], counter=lambda ps: [_pieces(p) for p in ps])
+    occurrences = [(s, e) for s, e, _ in reference.detect(text, reference.parse_spec(spec))]
+    want = reference.chunk(text, reference.segment(text), occurrences, budget, _pieces)
+    got = columns(artifact.chunks(), "src_start", "src_end", "tokens")
+    assert got == want
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(inputs())
+def test_units_match_the_reference(case):
+    _spec, text, _budget = case
+    cols = core.segment(text)
+    kinds = ("heading", "paragraph", "list_item", "code", "sentence")
+    got = [(s, e, kinds[k]) for s, e, k in zip(cols["start"].tolist(), cols["end"].tolist(), cols["kind"].tolist())]
+    assert got == reference.segment(text)
 
 
 @settings(max_examples=examples(150), **SETTINGS)

@@ -202,7 +202,7 @@ impl Compiler {
 
     /// `breaks` (byte offsets) and `anchors` (`(term name, byte offset)`) are analysis
     /// hints in the joined source; see `Hints`.
-    #[pyo3(signature = (sources, *, counter = None, tokenizer = "estimator", progress = None, breaks = None, anchors = None))]
+    #[pyo3(signature = (sources, *, counter = None, tokenizer = crate::ESTIMATOR_FINGERPRINT, progress = None, breaks = None, anchors = None))]
     #[allow(clippy::too_many_arguments)]
     fn compile(
         &self,
@@ -482,6 +482,48 @@ fn with_buffer<T: Send>(
     Ok(out)
 }
 
+/// The units of `text` (see `crate::segment`): arrays `start`, `end` (characters) and
+/// `kind` (0 heading, 1 paragraph, 2 list item, 3 code, 4 later sentence). `file_starts`
+/// are character offsets where a new file begins; no unit spans one.
+#[pyfunction]
+#[pyo3(signature = (text, file_starts = Vec::new()))]
+fn segment<'py>(
+    py: Python<'py>,
+    text: &str,
+    file_starts: Vec<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut starts = Vec::with_capacity(file_starts.len());
+    for c in file_starts {
+        starts.push(byte_offset(text, c).ok_or_else(|| {
+            InputError::new_err(format!(
+                "file start {c} is past the end of the text ({} characters)",
+                text.chars().count()
+            ))
+        })?);
+    }
+    let cols = py.detach(|| {
+        let units = crate::segment(text, &starts);
+        let s: Vec<u64> = units.iter().map(|u| u.start as u64).collect();
+        let e: Vec<u64> = units.iter().map(|u| u.end as u64).collect();
+        let kind: Vec<i64> = units
+            .iter()
+            .map(|u| match u.kind {
+                crate::UnitKind::Heading => 0,
+                crate::UnitKind::Paragraph => 1,
+                crate::UnitKind::ListItem => 2,
+                crate::UnitKind::Code => 3,
+                crate::UnitKind::Sentence => 4,
+            })
+            .collect();
+        vec![
+            ("start", char_offsets(text, &s)),
+            ("end", char_offsets(text, &e)),
+            ("kind", kind),
+        ]
+    });
+    arrays(py, &cols)
+}
+
 /// BLAKE3 of a buffer, hex (no copy; the GIL is released).
 #[pyfunction]
 fn blake3_hex(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -507,6 +549,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", crate::VERSION)?;
     m.add("FORMAT_VERSION", crate::FORMAT_VERSION)?;
+    m.add("ESTIMATOR_FINGERPRINT", crate::ESTIMATOR_FINGERPRINT)?;
     m.add("AotccError", py.get_type::<AotccError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
     m.add("SpecError", py.get_type::<SpecError>())?;
@@ -520,5 +563,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(crc32, m)?)?;
+    m.add_function(wrap_pyfunction!(segment, m)?)?;
     Ok(())
 }
