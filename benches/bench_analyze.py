@@ -19,13 +19,12 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 import llama_cpp  # noqa: F401  (`make bench` needs `make llama`; missing, it is an error, not a skip)
+import pytest
 
 from aotcc.analyze import Cache, Engine, analyze
 from aotcc.analyze import boundaries as _boundaries
-from aotcc.analyze.units import segment
+from aotcc.units import segment
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"1k": 1024, "8k": 8192}

@@ -22,14 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import llama_cpp  # `make bench` needs `make llama`; missing, it is an error, not a skip
 import pytest
 
-import llama_cpp  # `make bench` needs `make llama`; missing, it is an error, not a skip
-
 import aotcc
-from aotcc import bundle as aotkv
-from aotcc import llama_backend as lb
-from aotcc.runtime import Runtime, default_model
+from aotcc.llama import backend as lb
+from aotcc.llama import bundle as aotkv
+from aotcc.llama.runtime import Runtime, default_model
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench" / "bundle"

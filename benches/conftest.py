@@ -65,7 +65,7 @@ class Corpus:
 
 
 def _make(key: str) -> Corpus:
-    from aotcc.corpus import generate
+    from corpus import generate
 
     text, spec = generate(**CORPORA[key])
     data = text.encode("utf-8")

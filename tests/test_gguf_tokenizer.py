@@ -21,8 +21,7 @@ import aotcc
 from aotcc import _core
 from aotcc.counting import gguf_tokenizer, model_token_report, resolve_tokenizer
 from aotcc.errors import InputError
-from aotcc.runtime import default_model
-
+from aotcc.models import default_model
 from conftest import EXAMPLE_PROMPT, EXAMPLE_TERMS
 
 EXAMPLE = EXAMPLE_PROMPT.read_text(encoding="utf-8")
@@ -136,7 +135,7 @@ def test_gemma_example_prompt_parity(gemma):
 
 
 def test_gemma_synthetic_corpus_parity(gemma):
-    from aotcc.corpus import generate
+    from corpus import generate
 
     text, _ = generate(size_bytes=300_000, n_terms=200, aliases_per_term=3, seed=3)
     paras = text.split("\n\n")
@@ -144,7 +143,7 @@ def test_gemma_synthetic_corpus_parity(gemma):
 
 
 def test_bpe_parity(bpe):
-    from aotcc.corpus import generate
+    from corpus import generate
 
     text, _ = generate(size_bytes=60_000, n_terms=50, aliases_per_term=2, seed=5)
     bpe.check(_units(EXAMPLE)[:300] + TRICKY + text.split("\n\n")[:150])

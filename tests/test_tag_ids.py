@@ -8,7 +8,7 @@ import pytest
 import aotcc
 from aotcc import _core
 from aotcc.errors import InputError
-from aotcc.runtime import default_model
+from aotcc.models import default_model
 from conftest import EXAMPLE_PROMPT, EXAMPLE_TERMS
 
 

@@ -19,23 +19,23 @@ from aotcc.api import compile, compile_with
 from aotcc.compiled import SPAN_KINDS, Compiled, Table, TermInfo, load
 from aotcc.errors import AotccError
 
-if TYPE_CHECKING:  # the llama.cpp side is imported lazily
-    from aotcc.bundle import Bundle
-    from aotcc.runtime import Runtime, Session
+if TYPE_CHECKING:  # the llama.cpp side (aotcc.llama) is imported lazily
+    from aotcc.llama.bundle import Bundle
+    from aotcc.llama.runtime import Runtime
+    from aotcc.llama.session import Session
 
-_LAZY = {"Runtime": "aotcc.runtime", "Session": "aotcc.runtime", "Bundle": "aotcc.bundle"}
+_LAZY = {"Runtime": "aotcc.llama.runtime", "Session": "aotcc.llama.session", "Bundle": "aotcc.llama.bundle"}
+_SUBPACKAGES = ("export", "llama", "analyze", "evaluate")
 
 
 def __getattr__(name: str) -> Any:
-    if name == "export":  # the provider-export module (`aotcc.export.export_request`), loaded on first use
-        import importlib
+    import importlib
 
-        return importlib.import_module("aotcc.export")
+    if name in _SUBPACKAGES:  # loaded on first use: `aotcc.export.export_request(...)`
+        return importlib.import_module(f"aotcc.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aotcc' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

@@ -1,12 +1,13 @@
 """Type stubs for the Rust core (`rust/py/`). Offsets here are characters, not bytes."""
 
-from typing import Callable, Sequence, TypedDict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
 FORMAT_VERSION: int
+ESTIMATOR_FINGERPRINT: str
 
 class AotccError(Exception):
     """Base of every error the core raises."""
@@ -61,7 +62,7 @@ class Compiler:
         sources: Sequence[tuple[str, bytes]],
         *,
         counter: Counter | None = None,
-        tokenizer: str = "estimator",
+        tokenizer: str = ...,
         progress: Progress | None = None,
         breaks: Sequence[int] | None = None,
         anchors: Sequence[tuple[str, int]] | None = None,
@@ -94,7 +95,13 @@ class Artifact:
         """`start end` (source characters), `term`, `chunk`, `role` (0 first mention, 1 later mention)."""
     def terms(self) -> list[dict[str, object]]: ...
     def manifest(self) -> dict[str, object]: ...
-    def timings(self) -> dict[str, float]: ...
+    def timings(self) -> list[tuple[str, float]]:
+        """Seconds per stage, in pipeline order."""
+    def compiled_byte_offset(self, char_offset: int) -> int | None: ...
+
+def segment(text: str, file_starts: Sequence[int] = ()) -> dict[str, npt.NDArray[np.int64]]:
+    """Units of `text`: `start`, `end` (characters), `kind` (0 heading, 1 paragraph,
+    2 list item, 3 code, 4 later sentence)."""
 
 def blake3_hex(data: bytes | bytearray | memoryview) -> str:
     """BLAKE3 of a buffer, hex (no copy, GIL released)."""

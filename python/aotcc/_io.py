@@ -8,8 +8,9 @@ import os
 import sys
 import tempfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from aotcc.errors import InputError
 
@@ -27,6 +28,16 @@ def read_input(name: str | os.PathLike[str]) -> bytes:
         raise InputError(f"{path}: is a directory, not a file") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def cache_dir() -> Path:
+    """aotcc's cache directory: `$AOTCC_CACHE_DIR`, else `$XDG_CACHE_HOME/aotcc`, else
+    `~/.cache/aotcc`. Model hashes, token counts and analysis results live under it."""
+    explicit = os.environ.get("AOTCC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "aotcc"
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
 
 from aotcc import _core
 from aotcc._io import read_input
 from aotcc.compiled import Compiled
 from aotcc.counting import TokenCounter, resolve_tokenizer
 from aotcc.errors import InputError
+from aotcc.options import CompileOptions
 from aotcc.progress import Poller, enabled
-from aotcc.spec import TermSpec, load_spec
+from aotcc.spec import TermSpec
 
 Source = Union[str, bytes, "os.PathLike[str]", Sequence[Union["os.PathLike[str]", tuple[str, bytes]]]]
 
@@ -45,18 +46,20 @@ def compile(
     placement: str = "chunk",
     references: str = "tag",
     tokenizer: str | os.PathLike[str] | TokenCounter | None = None,
+    tag_ids: str = "alpha",
+    options: CompileOptions | None = None,
     progress: bool | None = None,
     breaks: Sequence[int] | None = None,
     anchors: Mapping[str, int] | None = None,
-    tag_ids: str = "alpha",
 ) -> Compiled:
     """Compiles a master prompt with a term spec.
 
     `source` is the prompt text (`str`), its bytes, a `Path`, or a list of paths or
     `(name, bytes)` pairs concatenated in order. `terms` is a spec file path (TOML or
-    JSON) or the spec as a dict/list. `tokenizer` is a `tokenizer.json` path, a counter
-    object, or None for the built-in estimator. `progress` draws a bar on stderr
-    (default: when stderr is a terminal).
+    JSON) or the spec as a dict/list. The options (see `aotcc.options.CompileOptions`)
+    come as keywords, or all at once as `options=` (which then wins). `tokenizer` is a
+    `.gguf` model, a `tokenizer.json` path, a counter object, or None for the built-in
+    estimator. `progress` draws a bar on stderr (default: when stderr is a terminal).
 
     `breaks` and `anchors` are analysis hints (see `aotcc analyze`), in characters of
     the joined source: a chunk ends at the first unit boundary at or after each break
@@ -65,10 +68,9 @@ def compile(
     among collision-free labels, those whose reference tag costs the fewest tokens in
     `tokenizer`.
     """
-    spec_json, spec_name = load_spec(terms)
-    compiler = _core.Compiler(spec_json, spec_name, budget=budget, placement=placement, references=references,
-                              tag_ids=tag_ids)
-    return compile_with(compiler, _sources(source), tokenizer=tokenizer, progress=progress,
+    opts = options if options is not None else CompileOptions(
+        budget=budget, placement=placement, references=references, tag_ids=tag_ids, tokenizer=tokenizer)
+    return compile_with(opts.compiler(terms), _sources(source), tokenizer=opts.tokenizer, progress=progress,
                         breaks=breaks, anchors=anchors)
 
 
@@ -128,4 +130,4 @@ def _byte_hints(
     return out
 
 
-__all__ = ["compile", "compile_with", "Path"]
+__all__ = ["CompileOptions", "compile", "compile_with"]

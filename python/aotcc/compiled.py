@@ -4,10 +4,11 @@ tables as numpy arrays (character offsets), the term table, manifest, save and l
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,8 @@ class Table:
 
     def __getattr__(self, name: str) -> npt.NDArray[np.int64]:
         try:
-            return self.__dict__["_columns"][name]
+            col: npt.NDArray[np.int64] = self.__dict__["_columns"][name]
+            return col
         except KeyError:
             raise AttributeError(name) from None
 
@@ -114,21 +116,22 @@ class Compiled:
     def terms(self) -> list[TermInfo]:
         out = []
         for t in self._artifact.terms():
-            span = t["definition_span"]
+            span: Any = t["definition_span"]
+            deps: Any = t["depends_on"]
             out.append(
                 TermInfo(
-                    index=t["index"], name=t["name"], id=t["id"], tag=t["tag"],
-                    first_chunk=t["first_chunk"], first_offset=t["first_offset"],
-                    occurrences=t["occurrences"], references=t["references"],
-                    definition_span=tuple(span) if span is not None else None,
-                    definition_tokens=t["definition_tokens"], tag_tokens=t["tag_tokens"],
-                    depends_on=tuple(t["depends_on"]), pulled_in=t["pulled_in"],
+                    index=_int(t["index"]), name=str(t["name"]), id=_opt_str(t["id"]), tag=_opt_str(t["tag"]),
+                    first_chunk=_opt_int(t["first_chunk"]), first_offset=_opt_int(t["first_offset"]),
+                    occurrences=_int(t["occurrences"]), references=_int(t["references"]),
+                    definition_span=(int(span[0]), int(span[1])) if span is not None else None,
+                    definition_tokens=_int(t["definition_tokens"]), tag_tokens=_int(t["tag_tokens"]),
+                    depends_on=tuple(str(d) for d in deps), pulled_in=bool(t["pulled_in"]),
                 )
             )
         return out
 
     @cached_property
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         """Versions, hashes, options, files, totals and warnings."""
         return self._artifact.manifest()
 
@@ -168,6 +171,19 @@ class Compiled:
             f"<Compiled {m['source_tokens']} → {m['compiled_tokens']} tokens, "
             f"{m['chunks']} chunks, {m['injected']}/{m['terms']} terms injected, hash {self.hash[:12]}>"
         )
+
+
+def _int(v: object) -> int:
+    assert isinstance(v, int)
+    return v
+
+
+def _opt_int(v: object) -> int | None:
+    return None if v is None else _int(v)
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None else str(v)
 
 
 def load(path: str | os.PathLike[str]) -> Compiled:

@@ -15,10 +15,12 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from aotcc import _core
+from aotcc._io import cache_dir
 from aotcc.errors import InputError
 
 
@@ -66,11 +68,7 @@ def count_cache_dir() -> Path | None:
     `AOTCC_COUNT_CACHE=0` turns the disk cache off."""
     if os.environ.get("AOTCC_COUNT_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
         return None
-    base = os.environ.get("AOTCC_CACHE_DIR")
-    if base:
-        return Path(base) / "counts"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "aotcc" / "counts"
+    return cache_dir() / "counts"
 
 
 def count_cache_path(tokenizer: _core.GgufTokenizer) -> Path | None:
@@ -133,12 +131,12 @@ def resolve_tokenizer(tokenizer: str | os.PathLike[str] | TokenCounter | None) -
     `.gguf` model (its own vocabulary, exact) or a `tokenizer.json`, or a ready counter
     object (a `_core.GgufTokenizer` included)."""
     if tokenizer is None:
-        return None, "estimator:v1"
+        return None, _core.ESTIMATOR_FINGERPRINT
     if isinstance(tokenizer, (str, os.PathLike)):
         path = Path(tokenizer)
         if path.suffix.lower() == ".gguf":
             gguf = gguf_tokenizer(path)
-            return gguf, gguf.fingerprint
+            return gguf, gguf.fingerprint  # type: ignore[return-value]  # the core's class fits the protocol
         counter = HFTokenizer(path)
         return counter, counter.fingerprint
     if callable(tokenizer):
@@ -157,7 +155,7 @@ def find_gguf_for(fingerprint: str) -> _core.GgufTokenizer | None:
             if tok.fingerprint == fingerprint:
                 return tok
     try:
-        from aotcc.runtime import default_model
+        from aotcc.models import default_model
 
         tok = gguf_tokenizer(default_model())
     except Exception:  # no default model installed: nothing to match
@@ -185,7 +183,7 @@ def model_token_report(compiled: object, tokenizer: _core.GgufTokenizer) -> dict
         if kind == 2:
             mentions.append(source[int(sm.src_start[k]):int(sm.src_end[k])])
     whole = tokenizer.count([source, text])
-    parts = tokenizer.count(blocks + tags + mentions) if blocks or tags or mentions else []
+    parts: Sequence[int] = tokenizer.count(blocks + tags + mentions).tolist() if blocks or tags or mentions else []
     nb, nt = len(blocks), len(tags)
     block_tokens = [int(x) for x in parts[:nb]]
     tag_tokens = [int(x) for x in parts[nb:nb + nt]]

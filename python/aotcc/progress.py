@@ -8,7 +8,8 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 
 def enabled(stream: TextIO | None = None) -> bool:
@@ -79,7 +80,7 @@ class Poller:
             done, total, label, unit = self.read()
             self.bar.update(done, total, label, unit)
 
-    def __enter__(self) -> "Poller":
+    def __enter__(self) -> Poller:
         self._thread.start()
         return self
 

@@ -11,7 +11,7 @@ from typing import Any, Union
 from aotcc._io import parse_document, read_input
 from aotcc.errors import SpecError
 
-TermSpec = Union[str, "os.PathLike[str]", dict, list]
+TermSpec = Union[str, "os.PathLike[str]", dict[str, Any], list[Any]]
 
 
 def _parse(data: bytes, name: str, fmt: str | None) -> Any:

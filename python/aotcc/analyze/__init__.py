@@ -18,21 +18,23 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from aotcc.analyze import boundaries as _boundaries
 from aotcc.analyze import semantic as _semantic
 from aotcc.analyze.cache import Cache, Stats, default_dir
-from aotcc.analyze.engine import Calls, Engine, ModelError
-from aotcc.analyze.units import HEADING, Unit, segment
+from aotcc.analyze.engine import Calls, Engine
 from aotcc.api import Source, _sources, compile_with
 from aotcc.compiled import Compiled
-from aotcc.counting import TokenCounter
+from aotcc.errors import ModelError
+from aotcc.options import CompileOptions
 from aotcc.spec import TermSpec, load_spec
+from aotcc.units import HEADING, Unit, segment
 
 #: a progress callback: (stage label, done, total)
 ProgressFn = Callable[[str, int, int], None]
@@ -94,7 +96,7 @@ def _spec_terms(terms: TermSpec) -> list[dict[str, Any]]:
     spec_json, _ = load_spec(terms)
     doc = json.loads(spec_json)
     items = doc.get("terms", doc.get("term", [])) if isinstance(doc, dict) else doc
-    return [t for t in items if isinstance(t, dict)]
+    return [t for t in items or [] if isinstance(t, dict)]
 
 
 def analyze(
@@ -104,23 +106,22 @@ def analyze(
     engine: Engine | None = None,
     model: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = "default",
-    budget: int = 512,
-    placement: str = "chunk",
-    references: str = "tag",
-    tokenizer: str | os.PathLike[str] | TokenCounter | None = None,
+    options: CompileOptions | None = None,
     boundaries: bool = True,
     semantic: bool = True,
     top_k: int = 3,
     threshold: float = 1.0,
     progress: ProgressFn | None = None,
+    **compile_options: Any,
 ) -> Analysis:
     """Analyse `source` with the model and compile it with the breaks and anchors found.
 
     `cache_dir` is where model results are kept ("default": `default_dir()`, None: no
-    cache). Pass an open `engine` to reuse a loaded model across calls.
+    cache). Pass an open `engine` to reuse a loaded model across calls. The compile
+    options come as `options=CompileOptions(...)` or as its keywords (`budget=256`).
     """
-    from aotcc import _core
-
+    opts = options if options is not None else CompileOptions(**compile_options)
+    budget = opts.budget
     t0 = time.perf_counter()
     own = engine is None
     eng = engine if engine is not None else Engine(model)
@@ -132,8 +133,7 @@ def analyze(
         text = "".join(texts)
         file_starts = tuple(int(x) for x in np.cumsum([0] + [len(t) for t in texts])[:-1])
         units = segment(text, file_starts)
-        spec_json, spec_name = load_spec(terms)
-        compiler = _core.Compiler(spec_json, spec_name, budget=budget, placement=placement, references=references)
+        compiler = opts.compiler(terms)
 
         bnd = None
         breaks: list[int] = []
@@ -143,7 +143,7 @@ def analyze(
                 progress=(lambda d, t: progress("surprisal", d, t)) if progress else None,
             )
             breaks = bnd.breaks
-        plain = compile_with(compiler, srcs, tokenizer=tokenizer, progress=False, breaks=breaks)
+        plain = compile_with(compiler, srcs, tokenizer=opts.tokenizer, progress=False, breaks=breaks)
 
         anchors: dict[str, int] = {}
         found = _semantic.Anchors({}, [], 0)
@@ -165,7 +165,7 @@ def analyze(
                 progress=(lambda s, d, t: progress(s, d, t)) if progress else None,
             )
             anchors = found.anchors
-        compiled = compile_with(compiler, srcs, tokenizer=tokenizer, progress=False, breaks=breaks, anchors=anchors) \
+        compiled = compile_with(compiler, srcs, tokenizer=opts.tokenizer, progress=False, breaks=breaks, anchors=anchors) \
             if anchors else plain
 
         out_boundaries = _explain(compiled, units, breaks, bnd)
@@ -204,17 +204,18 @@ def _explain(compiled: Compiled, units: list[Unit], breaks: list[int], bnd: Any)
 
 def _moves(compiled: Compiled, plain: Compiled, text: str, units: list[Unit], found: _semantic.Anchors) -> list[Move]:
     before = {t.name: t.first_chunk for t in plain.terms}
-    best = {}
-    for c in found.candidates:
-        if c.confirmed and found.anchors.get(c.term) == units[c.unit].start:
-            best[c.term] = c
+    best: dict[str, _semantic.Candidate] = {}
+    for cand in found.candidates:
+        if cand.confirmed and found.anchors.get(cand.term) == units[cand.unit].start:
+            best[cand.term] = cand
     out = []
     for t in compiled.terms:
         c = best.get(t.name)
-        if c is None or t.first_chunk is None or before.get(t.name) is None or t.first_chunk >= before[t.name]:
+        was = before.get(t.name)
+        if c is None or t.first_chunk is None or was is None or t.first_chunk >= was:
             continue
         u = units[c.unit]
-        out.append(Move(t.name, int(before[t.name]), int(t.first_chunk), u.start,
+        out.append(Move(t.name, int(was), int(t.first_chunk), u.start,
                         " ".join(text[u.start:u.end].split()), round(c.similarity, 4), round(c.margin, 4)))
     return out
 

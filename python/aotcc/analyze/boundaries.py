@@ -21,14 +21,14 @@ shredding it.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from aotcc.analyze.cache import Cache, key_of
 from aotcc.analyze.engine import Engine
-from aotcc.analyze.units import HEADING, Unit
+from aotcc.units import HEADING, Unit
 
 #: tokens scored at the start of each unit
 ONSET = 6

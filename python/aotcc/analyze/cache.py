@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aotcc import _core
-from aotcc._io import atomic_write
+from aotcc._io import atomic_write, cache_dir
 
 #: bump when the stored layout changes; old entries then simply miss
 FORMAT = 1
@@ -25,8 +26,6 @@ FORMAT = 1
 
 def default_dir() -> Path:
     """`$AOTCC_CACHE_DIR/analyze`, else `$XDG_CACHE_HOME/aotcc/analyze`, else `~/.cache/aotcc/analyze`."""
-    from aotcc.bundle import cache_dir
-
     return cache_dir() / "analyze"
 
 

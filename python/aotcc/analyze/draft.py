@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aotcc.analyze.cache import Cache, key_of
 from aotcc.analyze.engine import Engine
@@ -51,7 +52,7 @@ _PATTERNS = [
     # Term — definition / Term – definition / Term -- definition
     re.compile(rf"^\s*(?:[-*+]\s+)?(?P<name>{_NAME}(?: \([^)\n]{{1,30}}\))?)\s+(?:—|–|--)\s+(?P<def>\S.*)$"),
     # Term means definition (the whole sentence is the definition)
-    re.compile(rf"^\s*(?:[-*+]\s+)?(?:(?:An?|The) )?(?P<name>[A-Z][\w'’/&+.-]*(?: [\w'’/&+.-]+){{0,4}}(?: \([^)\n]{{1,30}}\))?) (?:means|refers to|is defined as) (?P<def>\S.*)$"),
+    re.compile(r"^\s*(?:[-*+]\s+)?(?:(?:An?|The) )?(?P<name>[A-Z][\w'’/&+.-]*(?: [\w'’/&+.-]+){0,4}(?: \([^)\n]{1,30}\))?) (?:means|refers to|is defined as) (?P<def>\S.*)$"),
 ]
 _PAREN_ALIAS = re.compile(r"^(?P<name>.*?)\s*\((?P<alias>[^)]{1,30})\)$")
 

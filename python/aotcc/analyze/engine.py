@@ -17,19 +17,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from aotcc.errors import AotccError
+from aotcc.errors import AotccError, ModelError
 
 log = logging.getLogger("aotcc.analyze")
-
-
-class ModelError(AotccError):
-    """The model cannot do what analysis needs (no logits, no embeddings, a failed decode)."""
 
 
 @dataclass
@@ -64,7 +61,7 @@ class Calls:
 
 def _backend() -> Any:
     try:
-        from aotcc import llama_backend
+        from aotcc.llama import backend as llama_backend
     except ImportError as e:
         raise ModelError(f"analysis needs llama-cpp-python ({e}); run `make llama`") from None
     return llama_backend
@@ -80,13 +77,13 @@ class Engine:
     N_SEQ = 16
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, n_threads: int | None = None) -> None:
-        from aotcc.runtime import default_model
+        from aotcc.models import default_model
 
         self._lb = _backend()
         self.path = Path(model) if model is not None else default_model()
         if not self.path.is_file():
             raise ModelError(f"model {str(self.path)!r}: no such file")
-        from aotcc.bundle import model_hash
+        from aotcc.llama.bundle import model_hash
 
         try:
             self.model = self._lb.Model(self.path)
@@ -132,7 +129,7 @@ class Engine:
         self._logits_ctx = self._embed_ctx = None
         self.model.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -276,7 +273,7 @@ class Engine:
     def chat(self, question: str) -> str:
         """`question` as a user turn followed by the start of the model's answer."""
         if self._chat is None:
-            from aotcc.runtime import template_parts
+            from aotcc.llama.templates import template_parts
 
             try:
                 parts, _ = template_parts(self.model)

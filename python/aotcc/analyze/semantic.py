@@ -18,14 +18,15 @@ precision and the yes/no vetoes only a clear "no".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from aotcc.analyze.cache import Cache, key_of
 from aotcc.analyze.engine import Engine
-from aotcc.analyze.units import CODE, Unit
+from aotcc.units import CODE, Unit
 
 VERSION = "semantic-v2"
 #: confirmed when log p(yes) - log p(no) reaches this
@@ -132,7 +133,7 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
             mu = vecs.mean(axis=0)
             vecs = _unit(vecs - mu)
     chunk_of = np.asarray([unit_chunk[i] for i in cand_units], dtype=np.int64)
-    shortlist: list[tuple[str, str, int, float]] = []
+    shortlist: list[tuple[str, str, int, float, float]] = []
     for k, (name, definition, first) in enumerate(movable):
         tv = unit_vector(engine, cache, term_text(name, definition))
         if mu is not None:
@@ -145,8 +146,8 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
         if not ok.size:
             continue
         sims = vecs[ok] @ tv
-        best = ok[np.argsort(-sims, kind="stable")[:top_k]]
-        best = [j for j in best if float(vecs[j] @ tv) >= (SIM_MIN if mu is not None else 0.9)]
+        order = ok[np.argsort(-sims, kind="stable")[:top_k]]
+        best = [int(j) for j in order if float(vecs[j] @ tv) >= (SIM_MIN if mu is not None else 0.9)]
         literal = float("nan")
         at = first_at.get(name)
         if best and at is not None and mu is not None:

@@ -9,7 +9,8 @@ import importlib
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from aotcc import __version__
 from aotcc.errors import AotccError, CheckFailed
@@ -20,8 +21,18 @@ COMMAND_MODULES = ["aotcc.cli.compile_cmds", "aotcc.cli.bundle_cmds", "aotcc.cli
 log = logging.getLogger("aotcc")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (`aotcc: error: compile: --budget: ...`, exit
+    2), like every other error of the command line; `--help` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        name = self.prog.removeprefix("aotcc").strip()
+        where = f"{name}: " if name else ""
+        self.exit(2, f"aotcc: error: {where}{message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="aotcc",
         description=(
             "Ahead-of-time context compiler: inject each glossary term's definition where it first "
@@ -31,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aotcc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser

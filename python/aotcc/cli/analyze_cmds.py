@@ -13,6 +13,7 @@ from typing import Any
 
 from aotcc._io import atomic_write, check_output_path, read_input
 from aotcc.errors import InputError
+from aotcc.options import CompileOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the compiled .aotc (analysis), or the drafted .toml (--draft-terms); written atomically")
     p.add_argument("--model", "-m", metavar="M.gguf", help="GGUF model (default: Gemma 3 270M Q4_K_M)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for batches (default: all cores)")
-    p.add_argument("--budget", type=int, default=512, metavar="N", help="max source tokens per chunk (default 512)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json for the compile's counts (default: estimator)")
-    p.add_argument("--placement", choices=["chunk", "top"], default="chunk", help="as for `aotcc compile`")
-    p.add_argument("--references", choices=["tag", "annotate", "keep"], default="tag", help="as for `aotcc compile`")
+    CompileOptions.add_arguments(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--cache", metavar="DIR", help="cache directory (default: ~/.cache/aotcc/analyze)")
     g.add_argument("--no-cache", action="store_true", help="ask the model for everything, store nothing")
@@ -110,17 +108,14 @@ def run_analysis(args: argparse.Namespace, sources: list[tuple[str, bytes]], mod
     from aotcc.analyze import analyze
     from aotcc.progress import enabled
 
-    if args.budget < 1:
-        raise InputError(f"--budget {args.budget}: expected at least 1")
     if getattr(args, "top_k", 3) < 1:
         raise InputError(f"--top-k {args.top_k}: expected at least 1")
     bars = _Progress(enabled())
     engine = _engine(args, model)
     try:
         return analyze(
-            sources, args.terms, engine=engine, cache_dir=_cache_dir(args), budget=args.budget,
-            placement=getattr(args, "placement", "chunk"), references=getattr(args, "references", "tag"),
-            tokenizer=args.tokenizer, boundaries=not getattr(args, "no_boundaries", False),
+            sources, args.terms, engine=engine, cache_dir=_cache_dir(args), options=CompileOptions.from_args(args),
+            boundaries=not getattr(args, "no_boundaries", False),
             semantic=not getattr(args, "no_semantic", False), top_k=getattr(args, "top_k", 3),
             threshold=getattr(args, "threshold", 1.0), progress=bars,
         )
@@ -225,9 +220,10 @@ def _cmd_draft(args: argparse.Namespace) -> int:
     spec_json, _ = load_spec(tmp_doc)
     _core.Compiler(spec_json, str(out)).compile([(str(args.draft_terms), data)])
     atomic_write(out, toml_text.encode("utf-8"))
+    extracted = sum(e.origin == "extracted" for e in d.entries)
     result = {
         "output": str(out), "terms": len(d.entries),
-        "extracted": sum(e.origin == "extracted" for e in d.entries),
+        "extracted": extracted,
         "proposed_by_model": [e.name for e in d.entries if e.origin == "model"],
         "attempts": d.attempts, "dropped": d.dropped, "pieces": d.pieces, "pieces_total": d.pieces_total,
         "model_calls": calls.to_dict() if calls else None, "cache": cache.stats.to_dict(),
@@ -238,7 +234,7 @@ def _cmd_draft(args: argparse.Namespace) -> int:
     elif not args.quiet:
         bad = [a for a in d.attempts if not a["ok"]]
         print(f"drafted {result['terms']} terms -> {out} ({result['extracted']} from glossary-shaped lines, "
-              f"{len(result['proposed_by_model'])} proposed by the model; review them)", file=sys.stderr)
+              f"{len(d.entries) - extracted} proposed by the model; review them)", file=sys.stderr)
         for a in bad:
             print(f"aotcc: warning: model answer for piece {a['piece'] + 1} malformed ({a['reason']})"
                   + ("; retried with the JSON grammar" if not a["grammar"] else ""), file=sys.stderr)

@@ -13,12 +13,12 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aotcc._io import check_output_path
 from aotcc.errors import CheckFailed, InputError
-
 
 # --- shared options ------------------------------------------------------------------
 
@@ -65,7 +65,7 @@ def _add_context(p: argparse.ArgumentParser, *, for_prefill: bool) -> None:
 
 
 def _runtime(args: argparse.Namespace, **extra: Any) -> Any:
-    from aotcc.runtime import Runtime
+    from aotcc.llama.runtime import Runtime
 
     rt = Runtime(
         args.model, n_ctx=args.ctx, kv_type=args.kv_type, flash_attn=args.flash_attn,
@@ -208,7 +208,7 @@ def cmd_prefill(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from aotcc.bundle import Bundle, BundleFormatError, BundleMismatch
+    from aotcc.llama.bundle import Bundle, BundleFormatError, BundleMismatch
 
     _check_input(args.bundle, "a bundle")
     failure: dict[str, Any] | None = None
@@ -263,7 +263,7 @@ def _jsonable(v: Any) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     _check_input(args.bundle, "a bundle")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    from aotcc.bundle import Bundle
+    from aotcc.llama.bundle import Bundle
 
     rt = _runtime(args, max_sessions=1)
     t = time.perf_counter()

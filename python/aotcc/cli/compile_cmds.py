@@ -8,31 +8,22 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from aotcc import _core
 from aotcc._io import atomic_write, check_output_path, read_input
 from aotcc.api import compile_with
 from aotcc.compiled import Compiled, load
 from aotcc.errors import InputError
-from aotcc.spec import load_spec
+from aotcc.options import CompileOptions
 
 STAGES = ["read", "segment", "count", "detect", "chunk", "plan", "rewrite", "emit"]
 
 
 def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--terms", "-t", required=True, metavar="SPEC", help="term spec, TOML or JSON (- for stdin)")
-    p.add_argument("--budget", type=int, default=512, metavar="N", help="max source tokens per chunk (default 512)")
-    p.add_argument("--tokenizer", metavar="PATH",
-                   help="exact counts: the target model's .gguf (its own vocabulary, as llama.cpp tokenizes) "
-                        "or a HuggingFace tokenizer.json (default: built-in estimator)")
-    p.add_argument("--placement", choices=["chunk", "top"], default="chunk",
-                   help="definition blocks in the chunk of first appearance (default) or all on top")
-    p.add_argument("--references", choices=["tag", "annotate", "keep"], default="tag",
-                   help="later mentions become tags (default), keep the word and add the tag, or stay as written")
-    p.add_argument("--tag-ids", choices=["alpha", "cheap"], default="alpha",
-                   help="tag ids A, B, … in first-appearance order (default), or the labels whose reference "
-                        "tag costs the fewest tokens in --tokenizer (deterministic, still collision-free)")
+    CompileOptions.add_arguments(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,23 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
     p.set_defaults(func=cmd_decompile)
 
-    p = sub.add_parser("bench", help="compile throughput per stage on your corpus or a generated one",
-                       description="Time each compile stage (median of --repeat runs) in MB/s and tokens/s.")
-    p.add_argument("prompts", nargs="*", metavar="PROMPT", help="your corpus (default: a generated one)")
-    p.add_argument("--terms", "-t", metavar="SPEC", help="term spec for PROMPT")
-    p.add_argument("--size", type=float, default=4.0, metavar="MB", help="size of the generated corpus (default 4)")
-    p.add_argument("--budget", type=int, default=512, metavar="N")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json (default: estimator)")
-    p.add_argument("--repeat", type=int, default=5, metavar="N", help="runs to take the median of (default 5)")
+    p = sub.add_parser("bench", help="compile throughput per stage on your corpus",
+                       description="Time each compile stage (median of --repeat runs) in MB/s and tokens/s. "
+                                   "A source checkout makes a synthetic corpus with `python benches/corpus.py DIR`.")
+    p.add_argument("prompts", nargs="+", metavar="PROMPT", help="your corpus, concatenated in order")
+    p.add_argument("--terms", "-t", required=True, metavar="SPEC", help="term spec for PROMPT")
+    CompileOptions.add_arguments(p)
+    p.add_argument("--repeat", type=_positive, default=5, metavar="N", help="runs to take the median of (default 5)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_bench)
-
-
-def _compiler(args: argparse.Namespace, terms: object) -> _core.Compiler:
-    spec_json, spec_name = load_spec(terms)  # type: ignore[arg-type]
-    return _core.Compiler(spec_json, spec_name, budget=args.budget,
-                          placement=getattr(args, "placement", "chunk"), references=getattr(args, "references", "tag"),
-                          tag_ids=getattr(args, "tag_ids", "alpha"))
 
 
 def _pct(before: int, after: int) -> str:
@@ -96,7 +79,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise InputError("stdin (-) can be read only once")
     if args.output != "-":
         check_output_path(args.output)  # refuse a missing directory before any work
-    compiler = _compiler(args, args.terms)
+    options = CompileOptions.from_args(args)
+    compiler = options.compiler(args.terms)
     sources = [(name, read_input(name)) for name in args.prompts]
     t0 = time.perf_counter()
     if getattr(args, "analyze", None):
@@ -107,7 +91,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if not args.quiet and not args.json:
             print(summary(analysis), file=sys.stderr)
     else:
-        compiled = compile_with(compiler, sources, tokenizer=args.tokenizer)
+        compiled = compile_with(compiler, sources, tokenizer=options.tokenizer)
     data = compiled.to_bytes(timings=args.keep_timings)
     if args.output == "-":
         sys.stdout.buffer.write(data)
@@ -208,15 +192,12 @@ def _model_tokens(c: Compiled, tokenizer: str | None) -> dict[str, object] | Non
     if tokenizer is not None:
         if Path(tokenizer).suffix.lower() != ".gguf":
             raise InputError(f"{tokenizer}: inspect --tokenizer takes the target model's .gguf file")
-        tok = gguf_tokenizer(tokenizer)
-    else:
-        tok = find_gguf_for(str(c.manifest.get("tokenizer", "")))
-        if tok is None:
-            return None
-    return model_token_report(c, tok)
+        return model_token_report(c, gguf_tokenizer(tokenizer))
+    found = find_gguf_for(str(c.manifest.get("tokenizer", "")))
+    return None if found is None else model_token_report(c, found)
 
 
-def _write_model_tokens(w, r: dict) -> None:
+def _write_model_tokens(w: Callable[[str], object], r: dict[str, Any]) -> None:
     """The model-token lines of `aotcc inspect`."""
     src, out = r["source_tokens"], r["compiled_tokens"]
     d, t, mn, tag = r["definition_blocks"], r["reference_tags"], r["replaced_mentions"], r["tag_cost"]
@@ -240,39 +221,38 @@ def cmd_decompile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= n <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"expected 1 to 1000000, got {n}")
+    return n
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.prompts:
-        if not args.terms:
-            raise InputError("bench: give --terms SPEC with your PROMPT")
-        sources = [(name, read_input(name)) for name in args.prompts]
-        terms: object = args.terms
-        corpus = " ".join(args.prompts)
-    else:
-        from aotcc.corpus import generate
-
-        print(f"generating a {args.size:g} MB corpus …", file=sys.stderr)
-        text, spec = generate(size_bytes=int(args.size * 1e6))
-        sources = [("<generated>", text.encode("utf-8"))]
-        terms = spec
-        corpus = f"generated {args.size:g} MB, {len(spec['terms'])} terms"
-    compiler = _compiler(args, terms)
+    sources = [(name, read_input(name)) for name in args.prompts]
+    corpus = " ".join(args.prompts)
+    options = CompileOptions.from_args(args)
+    compiler = options.compiler(args.terms)
     size = sum(len(b) for _, b in sources)
     runs: list[dict[str, float]] = []
     walls = []
     compiled: Compiled | None = None
-    for i in range(max(1, args.repeat)):
+    for i in range(args.repeat):
         t0 = time.perf_counter()
-        compiled = compile_with(compiler, sources, tokenizer=args.tokenizer, progress=False)
+        compiled = compile_with(compiler, sources, tokenizer=options.tokenizer, progress=False)
         walls.append(time.perf_counter() - t0)
         runs.append(compiled.timings)
         print(f"run {i + 1}/{args.repeat}: {walls[-1]:.3f} s", file=sys.stderr)
     assert compiled is not None
     tokens = compiled.manifest["source_tokens"]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for stage in STAGES:
         secs = statistics.median(r.get(stage, 0.0) for r in runs)
         rows.append({"stage": stage, "seconds": secs,

@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _is_bundle(path: str) -> bool:
     if path == "-":
         return False
-    from aotcc.bundle import MAGIC
+    from aotcc.llama.bundle import MAGIC
 
     p = Path(path)
     if not p.is_file():
@@ -168,7 +168,7 @@ def _document(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     if args.slot_file:
-        from aotcc.bundle import export_llama_server
+        from aotcc.llama.bundle import export_llama_server
 
         export_llama_server(args.bundle, args.slot_file)
     d = doc.document
@@ -250,7 +250,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _slot_state(args: argparse.Namespace) -> int:
     """The raw llama.cpp sequence-state file of a bundle (`ggsq`), for POST /slots/N?action=restore."""
-    from aotcc.bundle import Bundle, export_llama_server
+    from aotcc.llama.bundle import Bundle, export_llama_server
 
     if not args.output:
         raise InputError("-o FILE is required: the slot state file is binary")

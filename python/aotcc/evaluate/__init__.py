@@ -12,10 +12,11 @@ the right answer against plausible wrong ones.
 
 from __future__ import annotations
 
+from aotcc.evaluate.cases import Case, Question, Suite
 from aotcc.evaluate.generate import GenConfig, generate_suite
 from aotcc.evaluate.report import format_table, plot
 from aotcc.evaluate.scoring import DEFAULT_TOPOLOGIES, TOPOLOGIES, evaluate, wilson
-from aotcc.evaluate.suite import Case, Question, Suite, dump_suite, load_suite
+from aotcc.evaluate.suite import dump_suite, load_suite
 
 __all__ = [
     "Case", "DEFAULT_TOPOLOGIES", "GenConfig", "Question", "Suite", "TOPOLOGIES", "dump_suite", "evaluate",

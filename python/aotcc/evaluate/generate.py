@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from aotcc.errors import InputError
-from aotcc.evaluate.suite import Case, Question, Suite, word_spans
+from aotcc.evaluate.cases import Case, Question, Suite, word_spans
 
 # --- vocabulary ----------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ class GenConfig:
     chars_per_token: float = 4.6  # to size the filler without a tokenizer (Gemma 3 on this prose)
 
     @classmethod
-    def from_table(cls, table: Any, where: str) -> "GenConfig":
+    def from_table(cls, table: Any, where: str) -> GenConfig:
         if not isinstance(table, dict):
             raise InputError(f"{where}: expected a table")
         known = {f.name for f in fields(cls)}

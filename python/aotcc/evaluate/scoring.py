@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aotcc.errors import InputError
-from aotcc.evaluate.suite import Case, Question, Suite, answer_leaks
+from aotcc.evaluate.cases import Case, Question, Suite, answer_leaks
 
 #: topology name -> (placement, references) for `aotcc.compile`; None: the source as is
 TOPOLOGIES: dict[str, tuple[str, str] | None] = {
@@ -104,6 +105,14 @@ def score_question(root: Any, question: Question) -> dict[str, Any]:
     }
 
 
+def _stage(progress: Progress | None, label: str) -> Callable[[int, int], None] | None:
+    """`progress` for one prefill, as `(done, total)`."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda done, total: report(done, total, label, "tok")
+
+
 def evaluate(
     suite: Suite,
     *,
@@ -129,7 +138,7 @@ def evaluate(
     scoring; `on_run(run)` after each (case, topology).
     """
     from aotcc import __version__
-    from aotcc.runtime import Runtime
+    from aotcc.llama.runtime import Runtime
 
     topologies = parse_topologies(list(topologies))
     rt = runtime if runtime is not None else Runtime(model, n_threads=n_threads, max_sessions=4)
@@ -143,10 +152,7 @@ def evaluate(
                 text, spans, compile_s = topology_text(case, topo, budget=budget)
                 label = f"{topo} {case.id}"
                 t = time.perf_counter()
-                root = rt.cold(
-                    text, chat_template=chat_template,
-                    progress=(lambda d, n, label=label: progress(d, n, f"prefill {label}", "tok")) if progress else None,
-                )
+                root = rt.cold(text, chat_template=chat_template, progress=_stage(progress, f"prefill {label}"))
                 prefill_s = time.perf_counter() - t
                 n_tokens = root.n_past
                 if topo == "raw":
@@ -154,9 +160,7 @@ def evaluate(
                 leaks = 0
                 rows = []
                 t = time.perf_counter()
-                ctx = rt._ctx
-                ctx.set_threads(1, score_threads)
-                try:
+                with rt.batch_threads(score_threads):
                     for i, q in enumerate(case.questions):
                         if answer_leaks(q, text, spans.get(q.term)):
                             leaks += 1
@@ -165,8 +169,6 @@ def evaluate(
                         rows.append(row)
                         if progress:
                             progress(i + 1, len(case.questions), f"score {label}", "questions")
-                finally:  # the next prefill may reuse this context
-                    ctx.set_threads(1, rt.n_threads or rt._lb.default_threads())
                 score_s = time.perf_counter() - t
                 k = sum(r["correct"] for r in rows)
                 n = len(rows)
@@ -205,7 +207,7 @@ def evaluate(
         "settings": {
             "topologies": list(topologies), "budget": budget, "chat_template": chat_template,
             "score": "mean log-probability per answer token; right only if strictly above every wrong candidate",
-            "threads": rt.n_threads or rt._lb.default_threads(), "score_threads": score_threads,
+            "threads": rt.threads, "score_threads": score_threads,
         },
         "chance": round(chance, 5),
         "seconds": round(time.perf_counter() - t_all, 3),

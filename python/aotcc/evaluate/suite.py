@@ -12,79 +12,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from aotcc import _io
 from aotcc._io import read_input
 from aotcc.errors import InputError
+from aotcc.evaluate.cases import Case, Question, Suite
+from aotcc.evaluate.generate import GenConfig, generate_cases
 
 FORMAT = "aotcc-eval-suite/1"
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question: `ask` names `term`; `answer` is stated in that term's definition;
-    `wrong` are plausible alternatives (in generated suites, other terms' values)."""
-
-    id: str
-    term: str
-    ask: str
-    answer: str
-    wrong: tuple[str, ...]
-    depth: float | None = None  # where the term first appears in the prompt, 0 (start) .. 1 (end)
-    kind: str | None = None  # what is asked for ("colour", "code", ...), for the report only
-
-    @property
-    def candidates(self) -> tuple[str, ...]:
-        return (self.answer, *self.wrong)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One master prompt at one context length, with its term spec and questions."""
-
-    id: str
-    length: int | None  # nominal context length in tokens (the plot's x axis); None: measured
-    prompt: str
-    terms: dict[str, Any]  # a term spec document: {"options": {...}, "terms": [...]}
-    questions: tuple[Question, ...]
-
-    def term(self, name: str) -> dict[str, Any]:
-        for t in self.terms["terms"]:
-            if t["name"] == name:
-                return t
-        raise KeyError(name)
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A named list of cases; `generator` is the `[generate]` table they came from, if any."""
-
-    name: str
-    cases: tuple[Case, ...]
-    description: str = ""
-    generator: dict[str, Any] | None = None
-    path: Path | None = field(default=None, compare=False)
-
-    @property
-    def n_questions(self) -> int:
-        return sum(len(c.questions) for c in self.cases)
-
-    def lengths(self) -> list[int | None]:
-        return sorted({c.length for c in self.cases}, key=lambda x: (x is None, x or 0))
-
-    def select(self, lengths: Sequence[int]) -> "Suite":
-        """The cases with these nominal lengths; an absent length is an error naming the ones there are."""
-        have = {c.length for c in self.cases}
-        missing = [n for n in lengths if n not in have]
-        if missing:
-            known = ", ".join(str(n) for n in self.lengths() if n is not None) or "none"
-            where = self.path or self.name
-            raise InputError(f"{where}: no case of length {missing[0]} (lengths in this suite: {known})")
-        keep = set(lengths)
-        return replace(self, cases=tuple(c for c in self.cases if c.length in keep))
 
 
 # --- reading -------------------------------------------------------------------------
@@ -103,7 +42,7 @@ class _Fields:
     def _err(self, name: str, msg: str) -> InputError:
         return InputError(f"{self.where}{self.sep}{name}: {msg}")
 
-    def str(self, name: str, *, required: bool = True, default: str | None = None, empty: bool = False) -> Any:
+    def string(self, name: str, *, required: bool = True, default: str | None = None, empty: bool = False) -> Any:
         v = self.t.get(name)
         if v is None:
             if required:
@@ -115,7 +54,7 @@ class _Fields:
             raise self._err(name, "is empty")
         return v
 
-    def int(self, name: str, *, required: bool = True, default: int | None = None, low: int = 1) -> Any:
+    def integer(self, name: str, *, required: bool = True, default: int | None = None, low: int = 1) -> Any:
         v = self.t.get(name)
         if v is None:
             if required:
@@ -196,13 +135,11 @@ def suite_from_document(
     fmt = doc.get("format")
     if fmt is not None and fmt != FORMAT:
         raise InputError(f"{name}: format {fmt!r} is not supported (expected {FORMAT!r})")
-    suite_name = top.str("name", required=False, default=Path(name).stem)
-    description = top.str("description", required=False, default="", empty=True)
+    suite_name = top.string("name", required=False, default=Path(name).stem)
+    description = top.string("description", required=False, default="", empty=True)
     cases: list[Case] = []
     generator = None
     if "generate" in doc:
-        from aotcc.evaluate.generate import GenConfig, generate_cases
-
         cfg = GenConfig.from_table(doc["generate"], f"{name}: generate")
         if lengths:
             cfg = replace(cfg, lengths=tuple(lengths))
@@ -231,14 +168,14 @@ def suite_from_document(
 def _case(table: Any, where: str, base: Path | None) -> Case:
     f = _Fields(where, table)
     f.unknown(["id", "length", "prompt", "prompt_file", "options", "term", "terms_file", "question"])
-    cid = f.str("id", required=False, default=where.rsplit(": ", 1)[-1])
-    length = f.int("length", required=False)
+    cid = f.string("id", required=False, default=where.rsplit(": ", 1)[-1])
+    length = f.integer("length", required=False)
     if ("prompt" in table) == ("prompt_file" in table):
         raise InputError(f"{where}.prompt: give exactly one of prompt and prompt_file")
     if "prompt" in table:
-        prompt = f.str("prompt")
+        prompt = f.string("prompt")
     else:
-        rel = f.str("prompt_file")
+        rel = f.string("prompt_file")
         pp = (base or Path(".")) / rel
         try:
             prompt = pp.read_bytes().decode("utf-8")
@@ -269,7 +206,7 @@ def _terms(f: _Fields, table: Any, where: str, base: Path | None) -> dict[str, A
     if "terms_file" in table:
         from aotcc.spec import load_spec
 
-        rel = f.str("terms_file")
+        rel = f.string("terms_file")
         pp = (base or Path(".")) / rel
         if not pp.is_file():
             raise InputError(f"{where}.terms_file: {pp}: no such file")
@@ -283,15 +220,15 @@ def _terms(f: _Fields, table: Any, where: str, base: Path | None) -> dict[str, A
             raise InputError(f"{where}.options: expected a table, got {_kind(options)}")
     for i, t in enumerate(terms):
         tf = _Fields(f"{where}.term[{i}]", t)
-        tf.str("name")
-        tf.str("definition")
+        tf.string("name")
+        tf.string("definition")
     return {"options": options, "terms": [dict(t) for t in terms]}
 
 
 def _question(table: Any, where: str, index: int) -> Question:
     f = _Fields(where, table)
     f.unknown(["id", "term", "ask", "answer", "wrong", "depth", "kind"])
-    answer = f.str("answer")
+    answer = f.string("answer")
     wrong = f.strs("wrong")
     folded = [w.strip().casefold() for w in wrong]
     if answer.strip().casefold() in folded:
@@ -299,13 +236,13 @@ def _question(table: Any, where: str, index: int) -> Question:
     if len(set(folded)) != len(folded):
         raise InputError(f"{where}.wrong: lists a candidate twice")
     return Question(
-        id=f.str("id", required=False, default=f"q{index}"),
-        term=f.str("term"),
-        ask=f.str("ask"),
+        id=f.string("id", required=False, default=f"q{index}"),
+        term=f.string("term"),
+        ask=f.string("ask"),
         answer=answer,
         wrong=tuple(wrong),
         depth=f.fraction("depth"),
-        kind=f.str("kind", required=False),
+        kind=f.string("kind", required=False),
     )
 
 
@@ -367,22 +304,4 @@ def dump_suite(suite: Suite) -> bytes:
     return ("\n".join(out) + "\n").encode("utf-8")
 
 
-# --- where an answer comes from ------------------------------------------------------
-
-
-def word_spans(text: str, word: str) -> list[tuple[int, int]]:
-    """Whole-word, case-insensitive occurrences of `word` in `text` (character spans)."""
-    pat = re.compile(r"(?<!\w)" + re.escape(word) + r"(?!\w)", re.IGNORECASE)
-    return [m.span() for m in pat.finditer(text)]
-
-
-def answer_leaks(question: Question, text: str, definition_span: tuple[int, int] | None) -> list[tuple[int, int]]:
-    """Occurrences of the question's answer in `text` outside its term's definition block:
-    each one is a second source of the answer, so the question would not measure whether
-    the definition was used."""
-    s, e = definition_span if definition_span is not None else (0, 0)
-    return [(a, b) for a, b in word_spans(text, question.answer) if not (s <= a and b <= e)]
-
-
-__all__ = ["Case", "FORMAT", "Question", "Suite", "answer_leaks", "dump_suite", "load_suite", "parse_document",
-           "suite_from_document", "word_spans"]
+__all__ = ["FORMAT", "dump_suite", "load_suite", "parse_document", "suite_from_document"]

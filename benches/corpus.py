@@ -1,4 +1,7 @@
-"""Synthetic master prompts and term specs for benchmarks (`aotcc bench`, benches/).
+"""Synthetic master prompts and term specs: the one benchmark corpus generator.
+
+Used by the pytest benchmarks, the criterion benches (benches/stages.rs reads what
+`python benches/corpus.py DIR` writes) and the tests that need a large prompt.
 
 This module owns the deterministic benchmark corpus: a Markdown "master prompt" that
 reads like a large agent brief (headings, paragraphs, bullet and numbered lists,
@@ -24,8 +27,10 @@ generator put a mention. A few term names extend another term's name
 ("Refund Window" / "Refund Window Extension") and a few terms take a bare first word
 as an alias, so leftmost-longest matching is exercised.
 
-It is a library module only: `generate` returns the text and the spec, `write` puts
-them on disk as `corpus.md` and `terms.json`.
+`generate` returns the text and the spec, `write` puts them on disk as `corpus.md` and
+`terms.json`; run as a script it writes them into a directory:
+
+    python benches/corpus.py build/bench/corpus/1k-terms [--size 4000000] [--terms 1000]
 """
 
 from __future__ import annotations
@@ -733,3 +738,22 @@ def write(
     atomic_write(corpus_path, text.encode("utf-8"))
     atomic_write(terms_path, (json.dumps(spec, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return corpus_path, terms_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="write a synthetic corpus (corpus.md) and term spec (terms.json)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--size", type=int, default=4_000_000, help="bytes of text (default 4000000)")
+    p.add_argument("--terms", type=int, default=1000, help="terms (default 1000)")
+    p.add_argument("--aliases", type=int, default=3, help="aliases per term, the name included (default 3)")
+    p.add_argument("--seed", type=int, default=7)
+    a = p.parse_args(argv)
+    corpus, terms = write(a.dir, a.size, a.terms, a.aliases, a.seed)
+    print(f"wrote {corpus} and {terms}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

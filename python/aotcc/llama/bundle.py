@@ -4,7 +4,7 @@ the fingerprint it needs to be loaded safely.
 This module owns the bytes on disk — header, msgpack fingerprint, checksummed and
 optionally zstd-compressed payload — and every check that can be made without
 llama.cpp: structure, truncation, checksums, and comparing a fingerprint with what a
-runtime expects. It never imports llama.cpp; `aotcc.runtime` does that.
+runtime expects. It never imports llama.cpp; `aotcc.llama.runtime` does that.
 
 Layout (all integers little-endian; see docs/bundles.md):
 
@@ -26,19 +26,19 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO
 
 import msgpack
 import numpy as np
 
 from aotcc import _core
-from aotcc._io import write_atomic
-from aotcc.errors import AotccError
+from aotcc._io import atomic_write, cache_dir, write_atomic
+from aotcc.errors import AotccError, BundleError, BundleFormatError, BundleMismatch
 
 MAGIC = b"\x89AOTKV\r\n"
 FORMAT_VERSION = 1
@@ -57,45 +57,7 @@ STATE_IO_MAGIC = 0xAF143CD8
 CODECS = ("none", "zstd")
 
 
-class BundleError(AotccError):
-    """A KV bundle cannot be used: unreadable, corrupt, or made for something else."""
-
-
-class BundleFormatError(BundleError):
-    """The file is not a bundle, is truncated, or fails its checksum."""
-
-
-class BundleMismatch(BundleError):
-    """A fingerprint field differs from what the runtime has."""
-
-    def __init__(self, field: str, bundle_value: object, runtime_value: object, detail: str = "") -> None:
-        self.field = field
-        self.bundle_value = bundle_value
-        self.runtime_value = runtime_value
-        msg = f"bundle field {field}: bundle has {_show(bundle_value)}, runtime has {_show(runtime_value)}"
-        if detail:
-            msg += f" ({detail})"
-        super().__init__(msg)
-
-
-def _show(v: object) -> str:
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, str):
-        return v
-    return repr(v)
-
-
 # --- model file hashes ---------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """`$AOTCC_CACHE_DIR`, else `$XDG_CACHE_HOME/aotcc`, else `~/.cache/aotcc`."""
-    explicit = os.environ.get("AOTCC_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "aotcc"
 
 
 def model_hash(path: str | os.PathLike[str]) -> str:
@@ -124,11 +86,8 @@ def model_hash(path: str | os.PathLike[str]) -> str:
     cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake3": h}
     try:  # the cache is an optimisation: a read-only home must not fail the run
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".model-hashes.", dir=cache_file.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(cache, f, indent=0, sort_keys=True)
-        os.replace(tmp, cache_file)
-    except OSError:
+        atomic_write(cache_file, json.dumps(cache, indent=0, sort_keys=True).encode("utf-8"))
+    except (OSError, AotccError):
         pass
     return h
 
@@ -201,7 +160,7 @@ class Bundle:
         self._validate()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "Bundle":
+    def open(cls, path: str | os.PathLike[str]) -> Bundle:
         p = Path(path)
         try:
             with open(p, "rb") as f:
@@ -370,7 +329,7 @@ class Bundle:
         with self.payload() as _:
             pass
 
-    def payload(self) -> "Payload":
+    def payload(self) -> Payload:
         """The verified, decompressed payload (the `llama_state_seq_get_data` bytes), as
         a context manager holding a read-only buffer. Raises `BundleFormatError` on a
         checksum mismatch before anyone reads the state."""
@@ -528,5 +487,5 @@ def export_llama_server(bundle: str | os.PathLike[str] | Bundle, out: str | os.P
 
 __all__ = [
     "Bundle", "BundleError", "BundleFormatError", "BundleMismatch", "FORMAT_VERSION", "MAGIC",
-    "block_checksums", "build", "cache_dir", "export_llama_server", "model_hash", "write", "write_atomic",
+    "block_checksums", "build", "export_llama_server", "model_hash", "write",
 ]
