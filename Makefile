@@ -48,21 +48,27 @@ eval: build llama
 	set -o pipefail; $(VENV)/bin/aotcc eval examples/eval/default_suite.toml \
 	    -o build/eval/record.json --plot build/eval/accuracy.png | tee build/eval/table.txt
 
-lint:
+## lint: clippy and rustfmt on the core, ruff and mypy (strict on the compile side) on python/aotcc
+lint: env
 	cargo clippy --release --all-targets --features python -- -D warnings
 	cargo fmt --check
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/mypy
 
 env: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q "maturin>=1.7,<2" numpy msgpack "tokenizers>=0.19" zstandard \
-	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" matplotlib jsonschema gguf
+	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" matplotlib jsonschema gguf \
+	    ruff mypy
 	touch $(STAMP)
 
 build: $(CORE_STAMP)
 $(CORE_STAMP): $(STAMP) $(CORE_SRC) $(shell find python -name '*.py' -o -name '*.pyi')
-	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q
+	@echo "building the Rust core (cargo shows each crate as it compiles)"
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release 2>&1 \
+	    | grep -v -e '^Requirement already satisfied' -e '^\s*$$'; test $${PIPESTATUS[0]} = 0
 	touch $(CORE_STAMP)
 
 ## llama: llama-cpp-python built from source with flags safe on this CPU, and the default model

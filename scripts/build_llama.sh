@@ -15,12 +15,28 @@ if "$PY" -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.__version__ == '$VER
   echo "llama-cpp-python $VERSION already installed ($CMAKE_ARGS)"; exit 0
 fi
 if ! ls "$cache"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "building llama-cpp-python $VERSION from source (about 5 minutes on 2 cores)"
+  echo "building llama-cpp-python $VERSION from source, once (about 4 minutes on 2 cores; cached after)"
   echo "  CMAKE_ARGS=$CMAKE_ARGS"
-  mkdir -p "$cache.tmp"
+  rm -rf "$cache.tmp"; mkdir -p "$cache.tmp"
+  log="$cache.tmp/build.log"
+  # pip -v streams the compiler's [step/total] lines: show one in ten as progress, keep
+  # the whole log for a failure
+  set +e
   CMAKE_ARGS="$CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    "$PY" -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
-    "llama-cpp-python==$VERSION" -w "$cache.tmp"
+    "$PY" -m pip wheel -v --no-deps --no-cache-dir --no-binary llama-cpp-python \
+    "llama-cpp-python==$VERSION" -w "$cache.tmp" 2>&1 | tee "$log" | awk '
+      match($0, /\[ *[0-9]+\/[0-9]+\]/) {
+        split(substr($0, RSTART + 1, RLENGTH - 2), p, "/"); n = p[1] + 0; t = p[2] + 0
+        if (n == t || n % 10 == 0) { printf "  llama.cpp: %d/%d compiled (%d%%)\n", n, t, 100 * n / t; fflush() }
+      }'
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" != 0 ]; then
+    echo "llama-cpp-python build failed (exit $rc); the last lines of $log:" >&2
+    tail -n 40 "$log" >&2
+    exit "$rc"
+  fi
+  rm -f "$log"
   rm -rf "$cache"; mv "$cache.tmp" "$cache"
 fi
 "$PY" -m pip install --no-deps --force-reinstall "$cache"/llama_cpp_python-*.whl

@@ -7,9 +7,13 @@
 set -eu
 flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
 has() { case " $flags " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+# Only the libraries the Python bindings load (libllama, libggml*): no multimodal
+# library (LLAVA_BUILD builds mtmd), tools, examples, tests, server or curl. The server
+# is built on its own by scripts/build_server.sh (`make server`).
+lib_only="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF"
+args="$lib_only -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 if [ "$(uname -m)" != "x86_64" ]; then
-  echo "-DGGML_NATIVE=OFF"; exit 0
+  echo "$lib_only -DGGML_NATIVE=OFF"; exit 0
 fi
 if has avx && has avx2 && has fma && has f16c; then
   args="$args -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
