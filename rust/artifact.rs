@@ -216,6 +216,9 @@ pub(crate) struct OptionsRecord {
     /// `cheap` when tag ids were chosen by token cost; absent for the default labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_ids: Option<String>,
+    /// `short` for the short tag style; absent for the seed's spelling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_style: Option<String>,
 }
 
 /// Named binary columns, in a fixed order.
@@ -532,15 +535,29 @@ impl Artifact {
         }
         out
     }
+    /// How the artifact's tags are spelled.
+    pub fn tag_style(&self) -> crate::TagStyle {
+        self.body
+            .options
+            .tag_style
+            .as_deref()
+            .and_then(crate::TagStyle::parse)
+            .unwrap_or_default()
+    }
+    /// The reference tag of a term's element name (`TermRecord::tag`) in this artifact.
+    pub fn reference_tag(&self, element: &str) -> String {
+        self.tag_style().reference(element)
+    }
     /// The manifest as JSON: versions, hashes, options, files, totals, warnings.
     pub fn manifest_json(&self) -> serde_json::Value {
         let b = &self.body;
+        let options = serde_json::to_value(&b.options).expect("the options serialize");
         serde_json::json!({
             "format": b.format, "version": b.version, "aotcc_version": b.aotcc_version,
             "hash": self.hash,
             "hashes": {"source": b.hashes.source, "spec": b.hashes.spec, "options": b.hashes.options, "output": b.hashes.output},
             "tokenizer": b.tokenizer,
-            "options": serde_json::to_value(&b.options).expect("the options serialize"),
+            "options": options,
             "files": b.files.iter().map(|f| serde_json::json!({"name": f.name, "start": f.start, "end": f.end, "blake3": f.blake3})).collect::<Vec<_>>(),
             "source_bytes": b.source_len, "compiled_bytes": b.text.len(),
             "source_tokens": b.source_tokens, "compiled_tokens": b.out_tokens,

@@ -14,10 +14,11 @@ use crate::count::Counter;
 use crate::detect::Detector;
 use crate::error::{Error, ErrorKind};
 use crate::hash::blake3_hex;
-use crate::plan::{label, plan, tag_name, Dependencies};
-use crate::rewrite::{definition_block, reference_tag, rewrite};
+use crate::plan::{label, plan, Dependencies};
+use crate::rewrite::rewrite;
 use crate::segment::segment;
 use crate::spec::Spec;
+use crate::tags::{definition_block, TagStyle};
 
 /// Where definition blocks go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,8 @@ pub struct CompileOptions {
     pub references: References,
     /// How tag ids are chosen (default [`TagIds::Alpha`]).
     pub tag_ids: TagIds,
+    /// How tags are spelled (default [`TagStyle::Seed`]).
+    pub tag_style: TagStyle,
 }
 
 impl Default for CompileOptions {
@@ -126,6 +129,7 @@ impl Default for CompileOptions {
             placement: Placement::Chunk,
             references: References::Tag,
             tag_ids: TagIds::Alpha,
+            tag_style: TagStyle::Seed,
         }
     }
 }
@@ -149,6 +153,11 @@ impl CompileOptions {
     /// Sets how tag ids are chosen.
     pub fn tag_ids(mut self, tag_ids: TagIds) -> Self {
         self.tag_ids = tag_ids;
+        self
+    }
+    /// Sets how tags are spelled.
+    pub fn tag_style(mut self, tag_style: TagStyle) -> Self {
+        self.tag_style = tag_style;
         self
     }
 }
@@ -364,7 +373,11 @@ impl Compiler {
         let n = (self.spec.terms.len() * 2).max(26 * 27);
         let labels: Vec<String> = (0..n).map(label).collect();
         let prefix = &self.spec.options.id_prefix;
-        let tags: Vec<String> = labels.iter().map(|l| reference_tag(prefix, l)).collect();
+        let style = self.options.tag_style;
+        let tags: Vec<String> = labels
+            .iter()
+            .map(|l| style.reference(&style.element(prefix, l)))
+            .collect();
         let strs: Vec<&str> = tags.iter().map(String::as_str).collect();
         let costs = counter.count(&strs)?;
         if costs.len() != labels.len() {
@@ -540,6 +553,7 @@ impl Compiler {
             &text,
             &hints.anchors,
             labels.as_deref(),
+            self.options.tag_style,
         )?;
         lap("plan", &mut timings);
 
@@ -551,20 +565,20 @@ impl Compiler {
             &chunks,
             &occurrences,
             &plan,
-            self.options.placement,
-            self.options.references,
+            &self.options,
         );
         lap("rewrite", &mut timings);
 
         // Token cost of what was added and removed: definition blocks, tags, and the
         // distinct texts of replaced mentions, counted in one batch.
         let prefix = &self.spec.options.id_prefix;
+        let style = self.options.tag_style;
         let injected: Vec<usize> = plan.order.clone();
         let mut extra: Vec<String> = Vec::with_capacity(injected.len() * 2);
         for &t in &injected {
             let id = plan.ids[t].as_deref().expect("injected");
-            extra.push(definition_block(&self.spec, t, id));
-            extra.push(reference_tag(prefix, id));
+            extra.push(definition_block(&self.spec, style, t, id));
+            extra.push(style.reference(&style.element(prefix, id)));
         }
         let mut mention_index: HashMap<&str, usize> = HashMap::new();
         let mut mention_texts: Vec<&str> = Vec::new();
@@ -671,7 +685,7 @@ impl Compiler {
             .map(|(t, term)| TermRecord {
                 name: term.name.clone(),
                 id: plan.ids[t].clone(),
-                tag: plan.ids[t].as_deref().map(|id| tag_name(prefix, id)),
+                tag: plan.ids[t].as_deref().map(|id| style.element(prefix, id)),
                 first_chunk: plan.first_chunk[t],
                 first_offset: plan.first_occurrence[t].map(|k| occurrences[k].start as u64),
                 occurrences: plan.occurrence_count[t],
@@ -698,6 +712,7 @@ impl Compiler {
             id_prefix: self.spec.options.id_prefix.clone(),
             tag_ids: (self.options.tag_ids != TagIds::Alpha)
                 .then(|| self.options.tag_ids.as_str().to_string()),
+            tag_style: (style != TagStyle::Seed).then(|| style.as_str().to_string()),
         };
         let mut options_text = format!(
             "budget={} placement={} references={} tokenizer={tokenizer}",
@@ -708,6 +723,9 @@ impl Compiler {
         }
         if self.options.tag_ids != TagIds::Alpha {
             options_text.push_str(&format!(" tag_ids={}", self.options.tag_ids.as_str()));
+        }
+        if style != TagStyle::Seed {
+            options_text.push_str(&format!(" tag_style={}", style.as_str()));
         }
         let options_hash = blake3_hex(options_text.as_bytes());
         let body = Body {

@@ -33,6 +33,7 @@ mod plan;
 mod rewrite;
 mod segment;
 mod spec;
+mod tags;
 mod text;
 mod tokenize;
 
@@ -53,6 +54,7 @@ pub use gguf::{Gguf, Value as GgufValue};
 pub use hash::{blake3_hex, hash_file};
 pub use segment::{segment, Unit, UnitKind};
 pub use spec::{Spec, SpecOptions, Term};
+pub use tags::TagStyle;
 pub use text::{fold_case, is_word_char};
 pub use tokenize::{supported_bpe_pre, GgufTokenizer};
 

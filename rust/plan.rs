@@ -8,6 +8,7 @@ use crate::chunk::Chunk;
 use crate::detect::{Detector, Occurrence};
 use crate::error::{Error, ErrorKind};
 use crate::spec::Spec;
+use crate::tags::TagStyle;
 
 /// The dependency graph of a spec, made acyclic.
 #[derive(Debug, Clone)]
@@ -186,11 +187,6 @@ pub(crate) struct Plan {
     pub occurrence_count: Vec<u32>,
 }
 
-/// The full tag name of an id: `__{prefix}_{id}__`.
-pub(crate) fn tag_name(prefix: &str, id: &str) -> String {
-    format!("__{prefix}_{id}__")
-}
-
 /// Bijective base-26 labels: 0 → A, 25 → Z, 26 → AA.
 pub(crate) fn label(mut n: usize) -> String {
     let mut out = Vec::new();
@@ -205,25 +201,7 @@ pub(crate) fn label(mut n: usize) -> String {
     String::from_utf8(out).expect("ASCII")
 }
 
-/// Ids `X` for which `__{prefix}_X__` occurs in `text`, with the byte offset of one occurrence.
-pub(crate) fn ids_in(text: &str, prefix: &str, found: &mut HashMap<String, usize>) {
-    let needle = format!("__{prefix}_");
-    let bytes = text.as_bytes();
-    for at in memchr::memmem::find_iter(bytes, needle.as_bytes()) {
-        let rest = &bytes[at + needle.len()..];
-        let run = rest
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-            .count();
-        for p in 1..run {
-            if rest[p] == b'_' && rest.get(p + 1) == Some(&b'_') {
-                let id = String::from_utf8_lossy(&rest[..p]).into_owned();
-                found.entry(id).or_insert(at);
-            }
-        }
-    }
-}
-
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     spec: &Spec,
     deps: &Dependencies,
@@ -232,6 +210,7 @@ pub(crate) fn plan(
     source: &str,
     anchors: &[(usize, usize)],
     labels: Option<&[String]>,
+    style: TagStyle,
 ) -> Result<Plan, Error> {
     let n = spec.terms.len();
     let mut first_occurrence: Vec<Option<usize>> = vec![None; n];
@@ -281,10 +260,10 @@ pub(crate) fn plan(
     // Tag ids: explicit, else the next free label.
     let prefix = &spec.options.id_prefix;
     let mut taken: HashMap<String, usize> = HashMap::new();
-    ids_in(source, prefix, &mut taken);
+    style.ids_in(source, prefix, &mut taken);
     let mut in_definitions: HashMap<String, usize> = HashMap::new();
     for t in &spec.terms {
-        ids_in(&t.definition, prefix, &mut in_definitions);
+        style.ids_in(&t.definition, prefix, &mut in_definitions);
     }
     let explicit: HashSet<&str> = spec.terms.iter().filter_map(|t| t.id.as_deref()).collect();
     let mut ids: Vec<Option<String>> = vec![None; n];
@@ -292,13 +271,23 @@ pub(crate) fn plan(
     for &t in &order {
         let term = &spec.terms[t];
         if let Some(id) = &term.id {
+            if !style.accepts(id) {
+                return Err(Error::new(
+                    ErrorKind::Plan,
+                    format!(
+                        "term {:?}: id {id:?} cannot name an element in the {} tag style (start it with a letter)",
+                        term.name,
+                        style.as_str()
+                    ),
+                ));
+            }
             if let Some(at) = taken.get(id) {
                 return Err(Error::new(
                     ErrorKind::Plan,
                     format!(
                         "term {:?}: tag {} already occurs in the source at byte {at}",
                         term.name,
-                        tag_name(prefix, id)
+                        style.element(prefix, id)
                     ),
                 ));
             }
@@ -308,7 +297,7 @@ pub(crate) fn plan(
                     format!(
                         "term {:?}: tag {} already occurs in a definition",
                         term.name,
-                        tag_name(prefix, id)
+                        style.element(prefix, id)
                     ),
                 ));
             }
@@ -377,17 +366,6 @@ mod tests {
         assert_eq!(label(26), "AA");
         assert_eq!(label(27), "AB");
         assert_eq!(label(26 + 26 * 26), "AAA");
-    }
-
-    #[test]
-    fn ids_found_in_text() {
-        let mut m = HashMap::new();
-        ids_in(
-            "x __SYS_STATE_A__ y __SYS_STATE_B_C__ __SYS_STATE_",
-            "SYS_STATE",
-            &mut m,
-        );
-        assert!(m.contains_key("A") && m.contains_key("B_C") && !m.contains_key("B"));
     }
 
     #[test]

@@ -4,10 +4,11 @@
 
 use crate::artifact::SpanKind;
 use crate::chunk::Chunk;
-use crate::compile::{Placement, References};
+use crate::compile::{CompileOptions, Placement, References};
 use crate::detect::Occurrence;
-use crate::plan::{tag_name, Plan};
+use crate::plan::Plan;
 use crate::spec::Spec;
+use crate::tags::definition_block;
 
 /// The rewritten text and how to map it back.
 #[derive(Debug, Default)]
@@ -21,40 +22,6 @@ pub(crate) struct Rewritten {
     pub originals: String,
     /// Per injected term: its definition block's span in the compiled text.
     pub definition_spans: Vec<Option<(usize, usize)>>,
-}
-
-fn escape_attr(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// The definition block of term `t`: `<TAG term="NAME">DEFINITION</TAG>\n`.
-pub(crate) fn definition_block(spec: &Spec, t: usize, id: &str) -> String {
-    let term = &spec.terms[t];
-    let tag = tag_name(&spec.options.id_prefix, id);
-    let mut s = String::with_capacity(term.definition.len() + 2 * tag.len() + term.name.len() + 16);
-    s.push('<');
-    s.push_str(&tag);
-    s.push_str(" term=\"");
-    escape_attr(&term.name, &mut s);
-    s.push_str("\">");
-    s.push_str(&term.definition);
-    s.push_str("</");
-    s.push_str(&tag);
-    s.push_str(">\n");
-    s
-}
-
-/// The reference tag of an id: `<TAG />`.
-pub(crate) fn reference_tag(prefix: &str, id: &str) -> String {
-    format!("<{} />", tag_name(prefix, id))
 }
 
 struct Writer {
@@ -96,22 +63,25 @@ pub(crate) fn rewrite(
     chunks: &[Chunk],
     occurrences: &[Occurrence],
     plan: &Plan,
-    placement: Placement,
-    references: References,
+    options: &CompileOptions,
 ) -> Rewritten {
+    let (placement, references, style) = (options.placement, options.references, options.tag_style);
     let n = spec.terms.len();
     let prefix = &spec.options.id_prefix;
     let blocks: Vec<Option<String>> = (0..n)
         .map(|t| {
             plan.ids[t]
                 .as_deref()
-                .map(|id| definition_block(spec, t, id))
+                .map(|id| definition_block(spec, style, t, id))
         })
         .collect();
     let tags: Vec<Option<String>> = plan
         .ids
         .iter()
-        .map(|id| id.as_deref().map(|id| reference_tag(prefix, id)))
+        .map(|id| {
+            id.as_deref()
+                .map(|id| style.reference(&style.element(prefix, id)))
+        })
         .collect();
     let extra: usize = blocks.iter().flatten().map(String::len).sum();
     let mut w = Writer {

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use aotcc::{CompileOptions, Compiler, ErrorKind, Estimator, Placement, References, Source};
+use aotcc::{
+    CompileOptions, Compiler, ErrorKind, Estimator, Placement, References, Source, TagStyle,
+};
 
 fn char_offset(text: &str, byte: usize) -> i64 {
     text[..byte].chars().count() as i64
@@ -34,6 +36,9 @@ fn run_case(path: &Path) -> Result<(), String> {
     }
     if let Some(r) = case.get("references").and_then(|v| v.as_str()) {
         options = options.references(References::parse(r).expect("references"));
+    }
+    if let Some(s) = case.get("tag_style").and_then(|v| v.as_str()) {
+        options = options.tag_style(TagStyle::parse(s).expect("tag_style"));
     }
     let result = Compiler::new(&spec, "case", options).and_then(|c| {
         c.compile(

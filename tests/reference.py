@@ -352,8 +352,23 @@ def labels():
         n += 1
 
 
-def tag_of(spec: Spec, tag_id: str) -> str:
-    return f"__{spec.id_prefix}_{tag_id}__"
+def tag_of(spec: Spec, tag_id: str, style: str = "seed") -> str:
+    """The element name of a tag id: `__{id_prefix}_{id}__` (seed) or the id (short)."""
+    return f"__{spec.id_prefix}_{tag_id}__" if style == "seed" else tag_id
+
+
+def reference_of(element: str, style: str = "seed") -> str:
+    return f"<{element} />" if style == "seed" else f"<{element}/>"
+
+
+def element_at(element: str, haystack: str, style: str = "seed") -> int:
+    """Where `haystack` already spells `element` in this style, or -1: seed, anywhere as
+    text; short, as a tag's name (`<NAME` or `</NAME` not followed by another XML name
+    character or a non-ASCII character)."""
+    if style == "seed":
+        return haystack.find(element)
+    m = re.search(r"</?" + re.escape(element) + r"(?![A-Za-z0-9_.:\-]|[^\x00-\x7f])", haystack)
+    return -1 if m is None else m.start()
 
 
 @dataclass
@@ -393,6 +408,7 @@ def compile_reference(
     placement: str = "chunk",
     references: str = "tag",
     file_starts: tuple[int, ...] = (),
+    tag_style: str = "seed",
 ) -> Result:
     """Detect, plan and rewrite `text` as docs/semantics.md states. `text` is the
     concatenation of the source files; `file_starts` holds where files 2, 3, ... begin."""
@@ -441,12 +457,14 @@ def compile_reference(
         term = spec.terms[index]
         if term.explicit_id is None:
             continue
-        tag = tag_of(spec, term.explicit_id)
+        if tag_style == "short" and not term.explicit_id[0].isalpha():
+            raise ReferencePlanError(f'term "{term.name}": id {term.explicit_id} cannot name an element')
+        tag = tag_of(spec, term.explicit_id, tag_style)
         for haystack in haystacks:
-            if tag in haystack:
+            at = element_at(tag, haystack, tag_style)
+            if at >= 0:
                 raise ReferencePlanError(
-                    f'term "{term.name}": tag {tag} occurs at byte '
-                    f"{len(haystack[: haystack.index(tag)].encode())}"
+                    f'term "{term.name}": tag {tag} occurs at byte {len(haystack[:at].encode())}'
                 )
     label_source = labels()
     tag_ids: dict[int, str] = {}
@@ -459,7 +477,7 @@ def compile_reference(
             label = next(label_source)
             if label in explicit_ids:
                 continue
-            if any(tag_of(spec, label) in haystack for haystack in haystacks):
+            if any(element_at(tag_of(spec, label, tag_style), h, tag_style) >= 0 for h in haystacks):
                 continue
             break
         tag_ids[index] = label
@@ -467,7 +485,7 @@ def compile_reference(
     # Rewrite.
     def definition_block(index: int) -> str:
         term = spec.terms[index]
-        tag = tag_of(spec, tag_ids[index])
+        tag = tag_of(spec, tag_ids[index], tag_style)
         return f'<{tag} term="{xml_escape_name(term.name)}">{term.definition}</{tag}>\n'
 
     first_starts = {occ[0] for occ in first_occurrence.values()}
@@ -488,7 +506,7 @@ def compile_reference(
                 continue
             pieces.append(text[position:occ_start])
             written = text[occ_start:occ_end]
-            reference_tag = f"<{tag_of(spec, tag_ids[index])} />"
+            reference_tag = reference_of(tag_of(spec, tag_ids[index], tag_style), tag_style)
             if occ_start in first_starts or references == "keep":
                 pieces.append(written)
             elif references == "tag":
@@ -513,7 +531,7 @@ def compile_reference(
         result.terms[index] = TermInfo(
             first_chunk=first_appearance[index],
             tag_id=tag_ids[index],
-            tag=tag_of(spec, tag_ids[index]),
+            tag=tag_of(spec, tag_ids[index], tag_style),
             later_references=max(count - 1, 0),
         )
     return result

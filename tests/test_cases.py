@@ -42,6 +42,7 @@ def compile_case(case: dict, spec: dict, name: str):
         budget=case.get("budget", 512),
         placement=case.get("placement", "chunk"),
         references=case.get("references", "tag"),
+        tag_style=case.get("tag_style", "seed"),
     )
     return compiler.compile([("case", case["source"].encode("utf-8"))])
 
@@ -62,6 +63,7 @@ def test_case_file_is_well_formed(path: Path):
         assert not {"expect_compiled", "expect_occurrences"} & case.keys()
     assert case.get("placement", "chunk") in ("chunk", "top")
     assert case.get("references", "tag") in ("tag", "annotate", "keep")
+    assert case.get("tag_style", "seed") in ("seed", "short")
 
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=lambda p: p.stem)
@@ -108,6 +110,7 @@ def test_case_agrees_with_reference(path: Path):
     source = case["source"]
     placement = case.get("placement", "chunk")
     references = case.get("references", "tag")
+    style = case.get("tag_style", "seed")
 
     if "expect_error" in case:
         reference_error = {
@@ -117,13 +120,13 @@ def test_case_agrees_with_reference(path: Path):
         if reference_error is None:  # input errors are outside the reference
             return
         with pytest.raises(reference_error) as caught:
-            reference.compile_reference(source, spec, [(0, len(source))], placement, references)
+            reference.compile_reference(source, spec, [(0, len(source))], placement, references, tag_style=style)
         assert case["expect_error"] in str(caught.value)
         return
 
     chunks_table = compile_case(case, spec, path.name).chunks()
     chunks = list(zip(chunks_table["src_start"].tolist(), chunks_table["src_end"].tolist()))
-    result = reference.compile_reference(source, spec, chunks, placement, references)
+    result = reference.compile_reference(source, spec, chunks, placement, references, tag_style=style)
     if "expect_compiled" in case:
         assert result.compiled == case["expect_compiled"]
     if "expect_occurrences" in case:

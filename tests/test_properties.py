@@ -20,6 +20,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +88,9 @@ MARKDOWN = [
 ]
 
 TAG_LABELS = ["A", "B", "C", "AA"]
+# what the short tag style must skip as taken element names, and look-alikes it must not
+SHORT_TAGS = ["<A>", "</B>", "<C/>", "<AA x>", "<Ax>", "<a>", "<B\u00e9>", "<E-1>"]
+TAG_STYLES = ("seed", "short")
 EXPLICIT_IDS = ["B", "REFUND", "X_1", "AA", "Q7", "C"]
 ID_PREFIXES = ["SYS_STATE", "SYS_STATE", "P", "Ctx9"]
 
@@ -189,7 +193,7 @@ def specs(draw) -> dict:
     # Definitions mention aliases of any term (so dependencies, and definition-closed
     # cycles, arise), plain words, and sometimes a tag that labels must skip.
     all_aliases = [a for t in terms for a in [t["name"], *t.get("aliases", [])]]
-    free_tags = [f"__{id_prefix}_{label}__" for label in TAG_LABELS if label not in used_ids]
+    free_tags = [f"__{id_prefix}_{label}__" for label in TAG_LABELS if label not in used_ids] + SHORT_TAGS
     for term in terms:
         pieces = draw(
             st.lists(
@@ -218,7 +222,7 @@ def inputs(draw):
     id_prefix = options.get("id_prefix", "SYS_STATE")
     explicit_ids = {t["id"] for t in spec["terms"] if "id" in t}
     aliases = [a for t in spec["terms"] for a in [t["name"], *t.get("aliases", [])]]
-    free_tags = [f"__{id_prefix}_{label}__" for label in TAG_LABELS if label not in explicit_ids]
+    free_tags = [f"__{id_prefix}_{label}__" for label in TAG_LABELS if label not in explicit_ids] + SHORT_TAGS
 
     @st.composite
     def alias_piece(d):
@@ -263,9 +267,9 @@ def inputs(draw):
 # --- helpers ------------------------------------------------------------------------
 
 
-def compile_core(spec: dict, text: str, budget: int, placement="chunk", references="tag"):
+def compile_core(spec: dict, text: str, budget: int, placement="chunk", references="tag", tag_style="seed"):
     compiler = core.Compiler(
-        json.dumps(spec), "<spec>", budget=budget, placement=placement, references=references
+        json.dumps(spec), "<spec>", budget=budget, placement=placement, references=references, tag_style=tag_style
     )
     return compiler.compile([("prop", text.encode("utf-8"))])
 
@@ -419,11 +423,18 @@ def test_compiled_text_matches_reference(case):
     spec, text, budget = case
     for placement in PLACEMENTS:
         for references in REFERENCES:
-            artifact = compile_core(spec, text, budget, placement, references)
-            expected = reference.compile_reference(
-                text, spec, chunk_spans(artifact), placement, references
-            )
-            assert artifact.text == expected.compiled, (placement, references)
+            for style in TAG_STYLES:
+                try:
+                    artifact = compile_core(spec, text, budget, placement, references, style)
+                except core.PlanError as e:  # a short element name the source already uses
+                    with pytest.raises(reference.ReferencePlanError):
+                        reference.compile_reference(text, spec, [(0, len(text))], placement, references, tag_style=style)
+                    assert style == "short", e
+                    continue
+                expected = reference.compile_reference(
+                    text, spec, chunk_spans(artifact), placement, references, tag_style=style
+                )
+                assert artifact.text == expected.compiled, (placement, references, style)
 
 
 @settings(max_examples=examples(150), **SETTINGS)

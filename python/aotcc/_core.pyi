@@ -52,6 +52,7 @@ class Compiler:
         placement: str = "chunk",
         references: str = "tag",
         tag_ids: str = "alpha",
+        tag_style: str = "seed",
     ) -> None: ...
     @property
     def term_names(self) -> list[str]: ...

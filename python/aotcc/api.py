@@ -47,6 +47,7 @@ def compile(
     references: str = "tag",
     tokenizer: str | os.PathLike[str] | TokenCounter | None = None,
     tag_ids: str = "alpha",
+    tag_style: str = "seed",
     options: CompileOptions | None = None,
     progress: bool | None = None,
     breaks: Sequence[int] | None = None,
@@ -69,7 +70,8 @@ def compile(
     `tokenizer`.
     """
     opts = options if options is not None else CompileOptions(
-        budget=budget, placement=placement, references=references, tag_ids=tag_ids, tokenizer=tokenizer)
+        budget=budget, placement=placement, references=references, tag_ids=tag_ids, tag_style=tag_style,
+        tokenizer=tokenizer)
     return compile_with(opts.compiler(terms), _sources(source), tokenizer=opts.tokenizer, progress=progress,
                         breaks=breaks, anchors=anchors)
 

@@ -60,7 +60,8 @@ class TermInfo:
     index: int
     name: str
     id: str | None
-    tag: str | None
+    tag: str | None  # the element name (`__SYS_STATE_A__`, or `A` in the short style)
+    reference: str | None  # the reference tag as written (`<__SYS_STATE_A__ />`, `<A/>`)
     first_chunk: int | None
     first_offset: int | None
     occurrences: int
@@ -120,7 +121,7 @@ class Compiled:
             deps: Any = t["depends_on"]
             out.append(
                 TermInfo(
-                    index=_int(t["index"]), name=str(t["name"]), id=_opt_str(t["id"]), tag=_opt_str(t["tag"]),
+                    index=_int(t["index"]), name=str(t["name"]), id=_opt_str(t["id"]), tag=_opt_str(t["tag"]), reference=_opt_str(t["reference"]),
                     first_chunk=_opt_int(t["first_chunk"]), first_offset=_opt_int(t["first_offset"]),
                     occurrences=_int(t["occurrences"]), references=_int(t["references"]),
                     definition_span=(int(span[0]), int(span[1])) if span is not None else None,

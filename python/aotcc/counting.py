@@ -188,7 +188,7 @@ def model_token_report(compiled: object, tokenizer: _core.GgufTokenizer) -> dict
     block_tokens = [int(x) for x in parts[:nb]]
     tag_tokens = [int(x) for x in parts[nb:nb + nt]]
     mention_tokens = [int(x) for x in parts[nb + nt:]]
-    one_tag = f"<{injected[0].tag} />" if injected else None
+    one_tag = injected[0].reference if injected else None
     tag_cost = int(tokenizer.count([one_tag])[0]) if one_tag else None
     src_tokens, out_tokens = int(whole[0]), int(whole[1])
     return {

@@ -21,6 +21,7 @@ from aotcc.spec import TermSpec, load_spec
 PLACEMENTS = ("chunk", "top")
 REFERENCES = ("tag", "annotate", "keep")
 TAG_IDS = ("alpha", "cheap")
+TAG_STYLES = ("seed", "short")
 MAX_BUDGET = 2**32 - 1
 
 
@@ -36,6 +37,7 @@ class CompileOptions:
     placement: str = "chunk"
     references: str = "tag"
     tag_ids: str = "alpha"
+    tag_style: str = "seed"
     tokenizer: Any = None
 
     def __post_init__(self) -> None:
@@ -45,6 +47,7 @@ class CompileOptions:
         _choice("placement", self.placement, PLACEMENTS)
         _choice("references", self.references, REFERENCES)
         _choice("tag_ids", self.tag_ids, TAG_IDS)
+        _choice("tag_style", self.tag_style, TAG_STYLES)
 
     def with_(self, **changes: Any) -> CompileOptions:
         """A copy with some options changed (validated again)."""
@@ -55,7 +58,7 @@ class CompileOptions:
         spec_json, spec_name = load_spec(terms)
         return _core.Compiler(
             spec_json, spec_name, budget=self.budget, placement=self.placement,
-            references=self.references, tag_ids=self.tag_ids,
+            references=self.references, tag_ids=self.tag_ids, tag_style=self.tag_style,
         )
 
     # --- the command line ---------------------------------------------------------------
@@ -77,6 +80,9 @@ class CompileOptions:
         p.add_argument("--tag-ids", choices=TAG_IDS, default="alpha",
                        help="tag ids A, B, … in first-appearance order (default), or the labels whose reference "
                             "tag costs the fewest tokens in --tokenizer (deterministic, still collision-free)")
+        p.add_argument("--tag-style", choices=TAG_STYLES, default="seed",
+                       help="how tags are spelled: seed (<__SYS_STATE_A__ />, the seed's spelling, about 9 tokens) or "
+                            "short (<A/>, the id alone as the element name, about 3 tokens)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides: Any) -> CompileOptions:
@@ -106,4 +112,4 @@ def _budget(text: str) -> int:
     return n
 
 
-__all__ = ["PLACEMENTS", "REFERENCES", "TAG_IDS", "CompileOptions"]
+__all__ = ["PLACEMENTS", "REFERENCES", "TAG_IDS", "TAG_STYLES", "CompileOptions"]

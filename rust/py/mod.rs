@@ -13,7 +13,7 @@ mod tokenizer;
 
 use crate::{
     Artifact as CoreArtifact, CompileOptions, Compiler as CoreCompiler, Counter, Error, ErrorKind,
-    Estimator, Hints, Placement, Progress as CoreProgress, References, Source, TagIds,
+    Estimator, Hints, Placement, Progress as CoreProgress, References, Source, TagIds, TagStyle,
 };
 
 create_exception!(
@@ -148,7 +148,8 @@ struct Compiler(Arc<CoreCompiler>);
 #[pymethods]
 impl Compiler {
     #[new]
-    #[pyo3(signature = (spec_json, spec_name = "<spec>", *, budget = 512, placement = "chunk", references = "tag", tag_ids = "alpha"))]
+    #[pyo3(signature = (spec_json, spec_name = "<spec>", *, budget = 512, placement = "chunk", references = "tag", tag_ids = "alpha", tag_style = "seed"))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         spec_json: &str,
@@ -157,7 +158,13 @@ impl Compiler {
         placement: &str,
         references: &str,
         tag_ids: &str,
+        tag_style: &str,
     ) -> PyResult<Self> {
+        let tag_style = TagStyle::parse(tag_style).ok_or_else(|| {
+            InputError::new_err(format!(
+                "tag_style must be \"seed\" or \"short\", not {tag_style:?}"
+            ))
+        })?;
         let tag_ids = TagIds::parse(tag_ids).ok_or_else(|| {
             InputError::new_err(format!(
                 "tag_ids must be \"alpha\" or \"cheap\", not {tag_ids:?}"
@@ -182,7 +189,8 @@ impl Compiler {
             .budget(budget as u32)
             .placement(placement)
             .references(references)
-            .tag_ids(tag_ids);
+            .tag_ids(tag_ids)
+            .tag_style(tag_style);
         let (json, name) = (spec_json.to_string(), spec_name.to_string());
         let compiler = py
             .detach(move || CoreCompiler::new(&json, &name, options))
@@ -425,6 +433,7 @@ impl Artifact {
             .map(|(i, t)| {
                 serde_json::json!({
                     "index": i, "name": t.name, "id": t.id, "tag": t.tag,
+                    "reference": t.tag.as_deref().map(|el| self.inner.reference_tag(el)),
                     "first_chunk": t.first_chunk,
                     "first_offset": t.first_offset.map(|_| firsts[i]),
                     "occurrences": t.occurrences, "references": t.references,
