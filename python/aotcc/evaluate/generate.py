@@ -19,7 +19,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from aotcc.errors import InputError
@@ -115,6 +115,7 @@ class GenConfig:
     attributes: tuple[str, ...] = ("colour", "code")
     distractor_rate: float = 0.2  # share of filler sentences that state a (non-candidate) value
     chars_per_token: float = 4.6  # to size the filler without a tokenizer (Gemma 3 on this prose)
+    replicas: int = 1  # independent handbooks per length (seeds seed, seed+1, ...): more questions, same design
 
     @classmethod
     def from_table(cls, table: Any, where: str) -> GenConfig:
@@ -147,6 +148,7 @@ class GenConfig:
         whole("terms", self.terms, 2, len(TERM_COLOURS))
         whole("candidates", self.candidates, 2, self.terms if isinstance(self.terms, int) else None)
         whole("mentions", self.mentions, 0, 20)
+        whole("replicas", self.replicas, 1, 64)
         if not self.lengths:
             raise bad("lengths", "needs at least one length")
         for i, n in enumerate(self.lengths):
@@ -334,7 +336,13 @@ def _check_generated(case: Case, cfg: GenConfig) -> None:
 
 def generate_cases(cfg: GenConfig) -> list[Case]:
     cfg.validate()
-    return [generate_case(cfg, n) for n in cfg.lengths]
+    if cfg.replicas == 1:
+        return [generate_case(cfg, n) for n in cfg.lengths]
+    out = []
+    for r in range(cfg.replicas):
+        one = replace(cfg, seed=cfg.seed + r, replicas=1)
+        out += [replace(c, id=f"{c.id}-r{r}") for c in (generate_case(one, n) for n in cfg.lengths)]
+    return out
 
 
 def generate_suite(cfg: GenConfig, name: str = "generated") -> Suite:

@@ -322,8 +322,9 @@ class Context:
         (a partial removal a sliding-window cache has no cells to undo)."""
         return bool(_ll.llama_memory_seq_rm(self._mem, seq, p0, p1))
 
-    def seq_cp(self, src: int, dst: int) -> None:
-        _ll.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        """Give `dst` the cells of `src` at positions [p0, p1) (all when -1)."""
+        _ll.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
 
     def clear(self, data: bool = False) -> None:
         """Forget every cell. The KV buffers keep stale values unless `data`: an empty

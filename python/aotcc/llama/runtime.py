@@ -29,10 +29,11 @@ from aotcc import _core
 from aotcc.errors import AotccError, BundleError, ContextOverflow
 from aotcc.llama.bundle import FORMAT_VERSION, Bundle, model_hash
 from aotcc.llama.bundle import write as write_bundle
+from aotcc.llama.clean import TagMap
 from aotcc.llama.protocol import Backend, ContextLike, ModelLike
 from aotcc.llama.session import Session
 from aotcc.llama.templates import system_text, template_parts
-from aotcc.models import default_model
+from aotcc.models import default_model, resolve_model
 
 if TYPE_CHECKING:
     from aotcc.compiled import Compiled
@@ -107,9 +108,7 @@ class Runtime:
     ) -> None:
         lb = _backend()
         self._lb = lb
-        self.model_path = Path(model) if model is not None else default_model()
-        if not self.model_path.is_file():
-            raise AotccError(f"model {str(self.model_path)!r}: no such file")
+        self.model_path = resolve_model(model) if model is not None else default_model()
         kv_known = ", ".join(lb.KV_TYPES)
         for name, v in (("kv_type", kv_type), ("type_k", type_k), ("type_v", type_v)):
             if v is not None and v not in lb.KV_TYPES:
@@ -303,6 +302,7 @@ class Runtime:
                 "tokens": np.asarray(tokens, dtype="<i4").tobytes(),
                 "add_bos": bool(self.model.add_bos),
                 "template": template,
+                "tags": TagMap.from_compiled(c).to_fields(),
             },
         }
         path = None
@@ -322,8 +322,9 @@ class Runtime:
         """Prefill a compiled prompt (or plain text) without saving: the root session a
         bundle would give, computed the slow way. For comparisons and benchmarks."""
         text = compiled if isinstance(compiled, str) else compiled.text
+        tags = None if isinstance(compiled, str) else TagMap.from_compiled(compiled)
         tokens, template, _ = self._prefill_root(text, chat_template, progress)
-        return Session(self, 0, len(tokens), template, self._epoch, pending=None)
+        return Session(self, 0, len(tokens), template, self._epoch, pending=None, tags=tags)
 
     # load
 
@@ -360,7 +361,8 @@ class Runtime:
             raise BundleError(f"{b.path}: restored state ends at position {ctx.pos_max(0)}, expected {b.n_tokens - 1}")
         self._used = b.n_tokens
         self._root_template = b.template
-        return Session(self, 0, b.n_tokens, b.template, self._epoch, pending=None)
+        return Session(self, 0, b.n_tokens, b.template, self._epoch, pending=None,
+                       tags=TagMap.from_fields(b.fingerprint["prompt"].get("tags")))
 
     # sessions
 

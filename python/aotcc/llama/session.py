@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aotcc.errors import AotccError, ContextOverflow
+from aotcc.llama.clean import DEFAULT_STOPS, Cleaner, TagMap, check_stops
 
 if TYPE_CHECKING:
     from aotcc.llama.protocol import ContextLike
@@ -21,14 +22,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class Answer:
-    """One answer: text, token ids, and how long it took."""
+    """One answer: the text a user sees (term names where the model wrote reference
+    tags, cut at a stop sequence), the raw text the model generated, token ids, and how
+    long it took."""
 
     text: str
     tokens: list[int]
     prompt_tokens: int
     ttft_s: float
     total_s: float
-    stop: str  # "eog" (end of turn), "length" (max_tokens), "context" (no room left)
+    stop: str  # "eog" (end of turn), "stop" (a stop sequence), "length" (max_tokens), "context" (no room left)
+    raw_text: str = ""
+    tags: int = 0  # reference tags (and other tags of the prompt's elements) the model wrote
+    stop_sequence: str | None = None
 
     @property
     def completion_tokens(self) -> int:
@@ -63,8 +69,10 @@ class Session:
     session that shares this one's cells and then goes its own way.
     """
 
-    def __init__(self, runtime: Runtime, seq: int, n_past: int, template: dict[str, Any] | None, epoch: int, pending: int | None) -> None:
+    def __init__(self, runtime: Runtime, seq: int, n_past: int, template: dict[str, Any] | None, epoch: int,
+                 pending: int | None, tags: TagMap | None = None) -> None:
         self._rt = runtime
+        self.tags = tags or TagMap()
         self.seq = seq
         self.n_past = n_past
         self.template = template
@@ -104,13 +112,17 @@ class Session:
             tok, self._pending = self._pending, None
             self._decode([tok], logits=False)
 
-    def fork(self) -> Session:
-        """A new session that starts from this one's current state."""
+    def fork(self, at: int | None = None) -> Session:
+        """A new session that starts from this one's current state, or from its first
+        `at` tokens (the prompt up to there: a question asked mid-prompt)."""
         ctx = self._check()
         self._flush()
+        if at is not None and not 0 < at <= self.n_past:
+            raise AotccError(f"fork at token {at}: expected 1 to {self.n_past}")
         seq = self._rt._take_seq()
-        ctx.seq_cp(self.seq, seq)
-        child = Session(self._rt, seq, self.n_past, self.template, self._epoch, pending=None)
+        ctx.seq_cp(self.seq, seq, 0 if at is not None else -1, at if at is not None else -1)
+        child = Session(self._rt, seq, self.n_past if at is None else at, self.template, self._epoch, pending=None,
+                        tags=self.tags)
         child._turns = self._turns
         return child
 
@@ -131,13 +143,22 @@ class Session:
         temperature: float = 0.0,
         seed: int | None = None,
         result: list[Answer] | None = None,
+        stops: Sequence[str] | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text as it is generated (greedy unless `temperature` > 0).
 
-        The finished `Answer` is appended to `result` when one is given.
+        The text is cleaned as it streams (`aotcc.llama.clean`): reference tags become
+        term names, and the answer ends at a stop sequence. `stops` defaults to where a
+        plain bundle's model starts a question or user turn of its own (`DEFAULT_STOPS`;
+        none for a template bundle, whose turns end at the end-of-turn token); pass `()`
+        for none. The finished `Answer` is appended to `result` when one is given.
         """
         t0 = time.perf_counter()
         self._check()
+        if not prompt:
+            raise AotccError("the query is empty")
+        stop_seqs = (DEFAULT_STOPS if self.template is None else ()) if stops is None else check_stops(stops)
+        cleaner = Cleaner(self.tags, stop_seqs)
         m = self._rt.model
         query = self.query_tokens(prompt)
         left = self.remaining
@@ -169,8 +190,13 @@ class Session:
                 break
             out.append(tok)
             piece = decoder.decode(m.piece(tok))
-            if piece:
-                yield piece
+            shown = cleaner.feed(piece) if piece else ""
+            if shown:
+                yield shown
+            if cleaner.stopped is not None:
+                self._pending = tok
+                stop = "stop"
+                break
             if len(out) >= max_tokens:
                 self._pending = tok
                 break
@@ -179,18 +205,22 @@ class Session:
                 stop = "context"
                 break
             self._decode([tok], logits=True)
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+        shown = cleaner.feed(decoder.decode(b"", final=True)) + cleaner.finish()
+        if shown:
+            yield shown
+        if cleaner.stopped is not None:
+            stop = "stop"
         total = time.perf_counter() - t0
         if result is not None:
-            result.append(Answer(m.detokenize(out), out, len(query), ttft, total, stop))
+            result.append(Answer(cleaner.text, out, len(query), ttft, total, stop, raw_text=m.detokenize(out),
+                                 tags=cleaner.tag_count, stop_sequence=cleaner.stopped))
 
     def ask(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, seed: int | None = None,
-            on_text: Callable[[str], None] | None = None) -> Answer:
-        """Answer `prompt`; `on_text` receives the text as it streams."""
+            on_text: Callable[[str], None] | None = None, stops: Sequence[str] | None = None) -> Answer:
+        """Answer `prompt`; `on_text` receives the (clean) text as it streams."""
         res: list[Answer] = []
-        for piece in self.stream(prompt, max_tokens=max_tokens, temperature=temperature, seed=seed, result=res):
+        for piece in self.stream(prompt, max_tokens=max_tokens, temperature=temperature, seed=seed, result=res,
+                                 stops=stops):
             if on_text is not None:
                 on_text(piece)
         return res[0]
@@ -219,6 +249,33 @@ class Session:
         with self.fork() as q:
             q._decode(query, logits=True)
             prev = ctx.last_logits()
+            first = prev.astype(np.float64)
+            first_norm = float(np.log(np.exp(first - first.max()).sum()) + first.max())
+            rows = sum(len(t) for t in conts)
+            if len(conts) <= len(self._rt._free_seqs) and rows <= ctx.settings.n_batch:
+                # every continuation in one decode, each in its own fork of the query
+                kids = [q.fork() for _ in conts]
+                try:
+                    tokens, positions, seqs, targets = [], [], [], []
+                    for kid, toks in zip(kids, conts):
+                        for j, t in enumerate(toks):
+                            tokens.append(t)
+                            positions.append(kid.n_past + j)
+                            seqs.append(kid.seq)
+                            targets.append(toks[j + 1] if j + 1 < len(toks) else -1)
+                    lp = ctx.score_batch(tokens, positions, seqs, targets)
+                    at = 0
+                    for kid, toks in zip(kids, conts):
+                        total = float(first[toks[0]] - first_norm) + float(np.sum(lp[at:at + len(toks) - 1], dtype=np.float64))
+                        out.append(Score(total, len(toks)))
+                        at += len(toks)
+                        kid.n_past += len(toks)
+                        kid._own += len(toks)
+                        self._rt._used += len(toks)
+                finally:
+                    for kid in kids:
+                        kid.close()
+                return out
             for toks in conts:
                 with q.fork() as c:
                     lp = ctx.logprobs(toks, seq=c.seq, pos=c.n_past, prev_logits=prev)
