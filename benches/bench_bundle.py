@@ -5,11 +5,13 @@ prompts of about 1k, 4k and 8k tokens (the example prompt cut at paragraph ends)
 - time to first token, cold (prefill the compiled prompt, then the query) against warm
   (load the bundle, then the query); goal: at least 100x at 8k;
 - bundle load (open, fingerprint and checksum checks, restore) against a raw
-  `llama_state_seq_load_file` of the same state; goal: at most 1.1x;
+  `llama_state_seq_set_data` of the same bytes read from a file; goal: at most 1.2x;
 - `aotcc prefill` (tokenize, decode, save the bundle) against llama-cpp-python's
   `Llama.eval` of the same tokens on the same build; goal: at least 0.95x;
-- bundle sizes for f16, q8_0 and q8_0+zstd against the raw state file (recorded in
-  `extra_info`; benches/bundle_report.py prints the tables).
+- bundle sizes and bytes per prompt token for compact f16 (the default), exact f16,
+  compact q8_0 and q8_0+zstd against the slot file a stock llama-server saves for the
+  same prompt (`llama_state_seq_save_file` of sequence 0; recorded in `extra_info`;
+  benches/bundle_report.py prints the tables).
 
 Prefills of 8k tokens take half a minute here, so those benchmarks run one pedantic
 round. `AOTCC_BENCH_SIZES=1k,4k` limits the sizes.
@@ -54,7 +56,13 @@ class Case:
 
     @property
     def raw_state(self) -> Path:
+        """The bundle's state bytes alone (what `llama_state_seq_get_data` wrote)."""
         return self.dir / "raw-state.bin"
+
+    @property
+    def slot_file(self) -> Path:
+        """The file a stock llama-server's slot save writes for this prompt."""
+        return self.dir / "slot-save.bin"
 
 
 @pytest.fixture(scope="module")
@@ -120,29 +128,35 @@ def _prefill_aotcc(benchmark, runtime: Runtime, case: Case) -> None:
     n_ctx = runtime._resolve_n_ctx(case.n_tokens)
 
     def setup():
-        ctx = runtime._context(runtime._settings(n_ctx, "f16", "f16", True))
+        ctx = runtime._context(runtime._settings(n_ctx, "f16", "f16", True, swa_full=runtime.bundle_mode() == "exact"))
         ctx.decode(runtime.prompt_tokens(case.compiled.text, None)[:16])
         return (), {}
 
     res = benchmark.pedantic(lambda: runtime.prefill(case.compiled, case.bundle), setup=setup, rounds=1, iterations=1)
-    # the raw state file a llama-server restores, from the same context
     f16 = aotkv.Bundle.open(case.bundle)
-    runtime._ctx.save_state_file(str(case.raw_state), f16.tokens.tolist(), seq=-1)
-    sizes = {"f16": f16.file_size, "raw_state": case.raw_state.stat().st_size}
-    # q8_0 needs its own prefill (another KV type); zstd of it is a rewrite of the same state
-    rt8 = Runtime(kv_type="q8_0", max_sessions=1)
-    try:
-        q8 = rt8.prefill(case.compiled, case.dir / "q8_0.aotkv")
-        sizes["q8_0"] = q8.file_bytes
-        state = rt8._ctx.get_state(-1)
-        t = time.perf_counter()
-        p = aotkv.write(case.dir / "q8_0.zstd.aotkv", q8.fingerprint, state, codec="zstd")
-        zstd_s = time.perf_counter() - t
-        sizes["q8_0_zstd"] = p.stat().st_size
-    finally:
-        rt8.close()
+    with f16.payload() as view:  # the same bytes, for the raw set_data baseline
+        case.raw_state.write_bytes(bytes(view))
+    # what a stock llama-server's slot save writes for this prompt: sequence 0's state
+    runtime._live().save_state_file(str(case.slot_file), f16.tokens.tolist(), seq=0)
+    sizes = {"compact_f16": f16.file_size, "slot_save": case.slot_file.stat().st_size}
+    # exact and q8_0 need their own prefills; zstd of q8_0 is a rewrite of the same state
+    zstd_s = 0.0
+    for name, kw in (("exact_f16", {"mode": "exact"}), ("compact_q8_0", {"kv_type": "q8_0"})):
+        rt = Runtime(max_sessions=1, **kw)
+        try:
+            r = rt.prefill(case.compiled, case.dir / f"{name}.aotkv")
+            sizes[name] = r.file_bytes
+            if name == "compact_q8_0":
+                state = rt._live().get_state(0)
+                t = time.perf_counter()
+                p = aotkv.write(case.dir / "q8_0.zstd.aotkv", r.fingerprint, state, codec="zstd")
+                zstd_s = time.perf_counter() - t
+                sizes["compact_q8_0_zstd"] = p.stat().st_size
+        finally:
+            rt.close()
     _info(benchmark, case, "aotcc prefill", n_ctx=f16.context["n_ctx"], state_bytes=res.state_bytes, sizes=sizes,
-          decode_s=res.prefill_s, zstd_write_s=zstd_s, q8_0_decode_tok_s=q8.tokens_per_s)
+          bytes_per_token={k: round(v / case.n_tokens) for k, v in sizes.items()},
+          decode_s=res.prefill_s, zstd_write_s=zstd_s)
 
 
 def _prefill_llama_cpp(benchmark, runtime: Runtime, case: Case) -> None:
@@ -211,15 +225,17 @@ def test_load_bundle(benchmark, runtime, cases, size):
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-def test_load_raw_state_file(benchmark, runtime, cases, size):
+def test_load_raw_set_data(benchmark, runtime, cases, size):
+    """The floor: the same state bytes read from a file and handed to
+    `llama_state_seq_set_data`, with no checks."""
     case = cases[size]
     runtime.load(case.bundle)  # a context with the bundle's settings
-    ctx = runtime._ctx
-    path = str(case.raw_state)
+    ctx = runtime._live()
+    path = case.raw_state
 
     def raw():
         ctx.clear()
-        ctx.load_state_file(path, seq=0)
+        ctx.set_state(path.read_bytes(), 0)
 
     benchmark.pedantic(raw, rounds=10, iterations=1, warmup_rounds=2)
-    _info(benchmark, case, "llama_state_seq_load_file", bytes=case.raw_state.stat().st_size)
+    _info(benchmark, case, "llama_state_seq_set_data", bytes=path.stat().st_size)

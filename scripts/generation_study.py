@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 qs = [q for q in QUESTIONS if q[0] in present]
                 for fmt in a.formats.split(","):
                     t0 = time.perf_counter()
-                    root = rt.cold(c.text if mode is None else c, chat_template="auto" if fmt == "template" else None)
+                    root = rt.cold(text if mode is None else c, chat_template="auto" if fmt == "template" else None)
                     for term, ask, pattern in qs:
                         query = ask if fmt == "template" else f"\n\nQuestion: {ask}\nAnswer:"
                         with root.fork() as s:

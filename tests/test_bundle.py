@@ -224,6 +224,40 @@ def test_forked_sessions_do_not_leak(bundle):
         assert again.tokens == solo.tokens
 
 
+def test_exact_and_compact_modes(work, compiled, bundle, compiled_text):
+    """The default bundle is compact; --exact stores every cell and scores bit for bit
+    what a cold prefill scores, compact within rounding; a compact session refuses to
+    fork mid-prompt, where the sliding window's cells are gone."""
+    from aotcc.errors import AotccError
+    from aotcc.llama.bundle import Bundle
+    from aotcc.llama.runtime import Runtime
+
+    exact = work / "exact.aotkv"
+    aotcc("prefill", compiled, "-o", exact, "--ctx", N_CTX, "--exact", "-q")
+    bc, be = Bundle.open(bundle), Bundle.open(exact)
+    assert (bc.mode, be.mode) == ("compact", "exact")
+    assert bc.context["swa_full"] is False and be.context["swa_full"] is True
+    assert bc.raw_size < 0.8 * be.raw_size  # ~700 tokens: the window is most of it here
+    conts = [" the supervisor", " the customer", " nobody"]
+    with Runtime(max_sessions=4) as rt:
+        cold = [s.logprob for s in rt.cold(compiled_text).score(QUERY, conts)]
+        from_exact = [s.logprob for s in rt.load(exact).score(QUERY, conts)]
+        root = rt.load(bundle)
+        from_compact = [s.logprob for s in root.score(QUERY, conts)]
+        assert from_exact == cold  # bit for bit
+        assert from_compact == pytest.approx(cold, abs=0.05)
+        with pytest.raises(AotccError, match="compact bundle"):
+            root.fork(at=100)
+        with root.fork() as f:  # from the end it forks as usual
+            assert f.ask(QUERY, max_tokens=4).tokens
+    # the mode is pinned by field name
+    r = aotcc("verify", bundle, "--exact", check=False)
+    assert r.returncode == 1 and "context.mode" in r.stderr
+    assert aotcc("verify", exact, "--exact").returncode == 0
+    info = json.loads(aotcc("info", bundle, "--json").stdout)
+    assert info["mode"] == "compact" and info["bytes_per_token"] * bc.n_tokens == pytest.approx(bc.file_size, rel=0.01)
+
+
 def test_export_llama_server_restores_with_state_seq_load_file(work, bundle):
     slot = work / "slot.bin"
     r = aotcc("export", "--llama-server", bundle, "-o", slot)

@@ -64,18 +64,30 @@ def _add_context(p: argparse.ArgumentParser, *, for_prefill: bool) -> None:
         p.add_argument("--kv-type", choices=_KV_TYPES, default="f16", help="KV cache type (default f16; q8_0 halves the bundle)")
         p.add_argument("--flash-attn", type=_on_off, default=True, metavar="on|off",
                        help="flash attention, pinned in the bundle (default on; a quantized V cache needs it)")
+        p.add_argument("--exact", action="store_true",
+                       help="store every cell of a sliding-window model's cache: bit-exact with a cold prefill on this "
+                            "build, about 4x the size (default: compact, what a continuing decode needs, as llama.cpp's "
+                            "own slot save; other models store the same bytes either way)")
     else:
         p.add_argument("--ctx", type=_positive, metavar="N", help="require this n_ctx (default: the bundle's)")
         p.add_argument("--kv-type", choices=_KV_TYPES, help="require this KV cache type (default: the bundle's)")
         p.add_argument("--flash-attn", type=_on_off, metavar="on|off", help="require this flash-attention setting (default: the bundle's)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--exact", action="store_const", const="exact", dest="mode",
+                       help="require an exact bundle (every cell)")
+        g.add_argument("--compact", action="store_const", const="compact", dest="mode",
+                       help="require a compact bundle")
 
 
 def _runtime(args: argparse.Namespace, **extra: Any) -> Any:
     from aotcc.llama.runtime import Runtime
 
+    mode = getattr(args, "mode", None)
+    if getattr(args, "exact", False):
+        mode = "exact"
     rt = Runtime(
         args.model, n_ctx=args.ctx, kv_type=args.kv_type, flash_attn=args.flash_attn,
-        n_threads=args.threads, **extra,
+        n_threads=args.threads, mode=mode, **extra,
     )
     args._runtimes.append(rt)
     return rt
@@ -130,6 +142,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the bundle summary as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_closing(cmd_prefill))
+
+    p = sub.add_parser(
+        "info", help="describe a .aotkv bundle: mode, size per token, context, template, measured fidelity (no model)",
+        description="Read a bundle's header and fingerprint (no model, no llama.cpp) and describe it: how it was made, "
+                    "what it costs per prompt token, how queries are wrapped, and what the project measured about "
+                    "the fidelity of its setting against a cold prefill.",
+    )
+    p.add_argument("bundle", metavar="B.aotkv")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
         "verify", help="check a .aotkv bundle against a model and this llama.cpp build (exit 1 on mismatch)",
@@ -199,6 +221,11 @@ def cmd_prefill(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     ctx = res.fingerprint["context"]
     tmpl = res.fingerprint["prompt"]["template"]
+    from aotcc.llama.fidelity import note
+
+    fid = note(res.fingerprint["model"]["arch"], bool(res.fingerprint["model"]["n_swa"]), ctx["mode"], ctx["type_k"])
+    if fid["safe"] is False:
+        print(f"aotcc: warning: {ctx['mode']} bundle with a {ctx['type_k']} KV cache: {fid['text']}", file=sys.stderr)
     if args.json:
         print(json.dumps({
             "output": str(res.path), "n_tokens": res.n_tokens, "prefill_s": round(res.prefill_s, 4),
@@ -210,7 +237,7 @@ def cmd_prefill(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(
             f"prefilled {res.n_tokens:,} tokens in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {res.path}: "
-            f"{res.file_bytes / 1e6:.1f} MB (state {res.state_bytes / 1e6:.1f} MB, n_ctx {ctx['n_ctx']}, "
+            f"{res.file_bytes / 1e6:.1f} MB (state {res.state_bytes / 1e6:.1f} MB, {ctx['mode']}, n_ctx {ctx['n_ctx']}, "
             f"kv {ctx['type_k']}, flash-attn {'on' if ctx['flash_attn'] else 'off'}"
             f"{', zstd' if args.compress == 'zstd' else ''}{', template ' + tmpl['name'] if tmpl else ''})",
             file=sys.stderr,
@@ -219,6 +246,38 @@ def cmd_prefill(args: argparse.Namespace) -> int:
 
 
 # --- verify --------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from aotcc.llama.bundle import Bundle
+    from aotcc.llama.fidelity import note
+
+    _check_input(args.bundle, "a bundle")
+    b = Bundle.open(args.bundle)
+    fp = b.fingerprint
+    c = b.context
+    tmpl = b.template
+    fid = note(fp["model"].get("arch", ""), bool(fp["model"].get("n_swa")), b.mode, str(c["type_k"]))
+    info = {
+        "bundle": args.bundle, "mode": b.mode, "tokens": b.n_tokens, "file_bytes": b.file_size,
+        "bytes_per_token": round(b.file_size / max(1, b.n_tokens)), "model": fp["model"].get("file"),
+        "arch": fp["model"].get("arch"), "llama_cpp": fp["llama"].get("llama_cpp"), "n_ctx": c["n_ctx"],
+        "type_k": c["type_k"], "type_v": c["type_v"], "flash_attn": c["flash_attn"], "codec": b.codec,
+        "template": tmpl["name"] if tmpl else None, "created_by": fp.get("created_by"),
+        "aotc_hash": fp["prompt"].get("aotc_hash"), "fidelity": fid,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    w = sys.stdout.write
+    w(f"{args.bundle}: {b.mode} bundle, {b.n_tokens:,} tokens, {b.file_size / 1e6:.1f} MB "
+      f"({info['bytes_per_token']:,} bytes a token, {b.codec})\n")
+    w(f"  model     {info['model']} ({info['arch']}), llama.cpp {info['llama_cpp']}, made by {info['created_by']}\n")
+    w(f"  context   n_ctx {c['n_ctx']}, kv {c['type_k']}/{c['type_v']}, flash-attn {'on' if c['flash_attn'] else 'off'}\n")
+    w("  queries   " + (f"user turns of the {tmpl['name']} chat template" if tmpl else
+                       "appended as plain text (prefilled without a chat template)") + "\n")
+    w(f"  fidelity  {fid['text']}\n")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -252,11 +311,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise CheckFailed(failure["error"])
     assert bundle is not None
     c = bundle.context
+    tmpl = bundle.template
     print(
         f"ok: {args.bundle}: {bundle.n_tokens:,} tokens for {bundle.fingerprint['model'].get('file')} "
-        f"(n_ctx {c['n_ctx']}, kv {c['type_k']}, flash-attn {'on' if c['flash_attn'] else 'off'}, "
+        f"({bundle.mode}, n_ctx {c['n_ctx']}, kv {c['type_k']}, flash-attn {'on' if c['flash_attn'] else 'off'}, "
         f"llama.cpp {bundle.fingerprint['llama']['llama_cpp']}), payload {bundle.payload_size / 1e6:.1f} MB "
-        f"{bundle.codec} checksums ok"
+        f"{bundle.codec} checksums ok; queries are "
+        + (f"user turns of the {tmpl['name']} chat template" if tmpl else "appended as plain text (no chat template)")
     )
     return 0
 

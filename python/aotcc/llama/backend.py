@@ -333,6 +333,32 @@ class Context:
 
     # decoding
 
+    def _run(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], logits: Sequence[bool],
+             what: str = "") -> None:
+        """One `llama_decode` of an explicit batch (row i: `tokens[i]` at `positions[i]`
+        of sequence `seqs[i]`, with logits when `logits[i]`). Call with the lock held."""
+        n = len(tokens)
+        b = self._batch
+        for i in range(n):
+            b.token[i] = int(tokens[i])
+            b.pos[i] = int(positions[i])
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = int(seqs[i])
+            b.logits[i] = bool(logits[i])
+        b.n_tokens = n
+        rc = _ll.llama_decode(self._ptr, b)
+        if rc == 1:
+            raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
+        if rc != 0:
+            raise LlamaError(f"llama_decode failed with code {rc}{what}")
+
+    def _logits(self, rows: int) -> np.ndarray:
+        """A view of the logits of the last decode's `rows` logit rows."""
+        ptr = _ll.llama_get_logits(self._ptr)
+        if not ptr:
+            raise LlamaError("no logits available")
+        return np.ctypeslib.as_array(ptr, shape=(rows, self.model.n_vocab))
+
     def decode(
         self,
         tokens: Sequence[int],
@@ -348,26 +374,14 @@ class Context:
         after each batch with the number of tokens done so far.
         """
         n_batch = self.settings.n_batch
-        b = self._batch
         with self._lock:
             done = 0
             total = len(tokens)
             while done < total:
                 n = min(n_batch, total - done)
-                for i in range(n):
-                    b.token[i] = tokens[done + i]
-                    b.pos[i] = pos + done + i
-                    b.n_seq_id[i] = 1
-                    b.seq_id[i][0] = seq
-                    b.logits[i] = False
-                if logits and done + n == total:
-                    b.logits[n - 1] = True
-                b.n_tokens = n
-                rc = _ll.llama_decode(self._ptr, b)
-                if rc == 1:
-                    raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
-                if rc != 0:
-                    raise LlamaError(f"llama_decode failed with code {rc}")
+                want = [False] * n
+                want[-1] = logits and done + n == total
+                self._run(tokens[done : done + n], range(pos + done, pos + done + n), [seq] * n, want)
                 done += n
                 if progress is not None:
                     progress(done)
@@ -402,32 +416,26 @@ class Context:
         out = np.full(n, np.nan, dtype=np.float32)
         if n == 0:
             return out
-        b = self._batch
-        picked: list[int] = []
+        want = [t >= 0 for t in targets]
+        picked = [i for i in range(n) if want[i]]
         with self._lock:
-            for i in range(n):
-                b.token[i] = tokens[i]
-                b.pos[i] = positions[i]
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = seqs[i]
-                want = targets[i] >= 0
-                b.logits[i] = want
-                if want:
-                    picked.append(i)
-            b.n_tokens = n
-            rc = _ll.llama_decode(self._ptr, b)
-            if rc == 1:
-                raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
-            if rc != 0:
-                raise LlamaError(f"llama_decode failed with code {rc}")
+            self._run(tokens, positions, seqs, want)
             if picked:
-                ptr = _ll.llama_get_logits(self._ptr)
-                if not ptr:
-                    raise LlamaError("no logits available")
-                block = np.ctypeslib.as_array(ptr, shape=(len(picked), self.model.n_vocab))
+                block = self._logits(len(picked))
                 nxt = np.asarray([targets[i] for i in picked], dtype=np.int64)
                 out[picked] = block[np.arange(len(picked)), nxt] - _logsumexp_rows(block)
         return out
+
+    def logits_rows(self, tokens: Sequence[int], *, seq: int = 0, pos: int = 0) -> np.ndarray:
+        """Decodes `tokens` into `seq` at positions `pos…` (one batch, at most n_batch)
+        and returns every row's logits, shape (len(tokens), n_vocab) (a float32 copy):
+        what the model predicts after each token. For fidelity checks of short spans."""
+        n = len(tokens)
+        if not 0 < n <= self.settings.n_batch:
+            raise LlamaError(f"logits_rows: {n} tokens, expected 1 to n_batch {self.settings.n_batch}")
+        with self._lock:
+            self._run(tokens, range(pos, pos + n), [seq] * n, [True] * n)
+            return self._logits(n).copy()
 
     def logprobs(
         self,
@@ -472,54 +480,19 @@ class Context:
                 progress(done + n)
         return out
 
-    def embed(self, tokens: Sequence[int], *, seq: int = 0) -> np.ndarray:
-        """The mean-pooled, L2-normalised final hidden state of `tokens` (float32).
-
-        Needs a context made with `embeddings=True`. The sequence is cleared before and
-        after, so embeddings never see each other; at most `n_batch` tokens are used
-        (longer input is cut, since one pooled batch must hold the whole sequence).
-        """
-        if not self.embeddings:
-            raise LlamaError("this context was not created for embeddings (embeddings=True)")
-        toks = list(tokens)[: self.settings.n_batch]
-        if not toks:
-            raise LlamaError("cannot embed an empty token list")
-        b = self._batch
-        with self._lock:
-            self.seq_rm(seq)
-            for i, t in enumerate(toks):
-                b.token[i] = t
-                b.pos[i] = i
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = seq
-                b.logits[i] = True
-            b.n_tokens = len(toks)
-            rc = _ll.llama_decode(self._ptr, b)
-            if rc != 0:
-                self.seq_rm(seq)
-                raise LlamaError(f"llama_decode failed with code {rc} while embedding {len(toks)} tokens")
-            ptr = _ll.llama_get_embeddings_seq(self._ptr, seq)
-            if not ptr:
-                self.seq_rm(seq)
-                raise LlamaError(f"{self.model.path.name}: llama.cpp returned no pooled embedding for this model")
-            vec = np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,)).astype(np.float32)
-            self.seq_rm(seq)
-        norm = float(np.linalg.norm(vec))
-        if not np.isfinite(norm) or norm == 0.0:
-            raise LlamaError(f"{self.model.path.name}: the pooled embedding is zero or not finite")
-        return vec / norm
-
     def embed_many(self, token_lists: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """`embed` for many token lists, packed side by side (one sequence each) into as
-        few decodes as `n_batch` and `n_seq_max` allow: short sentences embedded one per
-        decode leave most of a batch's matrix work unused."""
+        """The mean-pooled, L2-normalised final hidden state of each token list (float32),
+        the lists packed side by side (one sequence each) into as few decodes as
+        `n_batch` and `n_seq_max` allow: short sentences embedded one per decode leave
+        most of a batch's matrix work unused. Needs a context made with
+        `embeddings=True`; at most `n_batch` tokens of a list are used. The context is
+        cleared before and after each decode, so embeddings never see each other."""
         if not self.embeddings:
             raise LlamaError("this context was not created for embeddings (embeddings=True)")
         lists = [list(t)[: self.settings.n_batch] for t in token_lists]
         if any(not t for t in lists):
             raise LlamaError("cannot embed an empty token list")
         out: list[np.ndarray] = []
-        b = self._batch
         i = 0
         while i < len(lists):
             group: list[list[int]] = []
@@ -530,20 +503,13 @@ class Context:
                 i += 1
             with self._lock:
                 self.clear()
-                k = 0
-                for seq, toks in enumerate(group):
-                    for p, t in enumerate(toks):
-                        b.token[k] = t
-                        b.pos[k] = p
-                        b.n_seq_id[k] = 1
-                        b.seq_id[k][0] = seq
-                        b.logits[k] = True
-                        k += 1
-                b.n_tokens = k
-                rc = _ll.llama_decode(self._ptr, b)
-                if rc != 0:
+                rows = [(t, p, seq) for seq, toks in enumerate(group) for p, t in enumerate(toks)]
+                try:
+                    self._run([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [True] * len(rows),
+                              f" while embedding {len(group)} texts")
+                except LlamaError:
                     self.clear()
-                    raise LlamaError(f"llama_decode failed with code {rc} while embedding {len(group)} texts")
+                    raise
                 for seq in range(len(group)):
                     ptr = _ll.llama_get_embeddings_seq(self._ptr, seq)
                     if not ptr:

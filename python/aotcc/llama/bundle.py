@@ -230,6 +230,9 @@ class Bundle:
             _need(fp, "context.type_v", str)
             _need(fp, "context.flash_attn", bool)
             _need(fp, "context.swa_full", bool)
+            mode = fp["context"].get("mode", "exact")  # bundles before modes were exact
+            if mode not in ("compact", "exact"):
+                raise BundleFormatError(f"fingerprint field context.mode is {mode!r}, expected compact or exact")
             _need(fp, "prompt.n_tokens", int)
             toks = _need(fp, "prompt.tokens", bytes)
             _need(fp, "prompt.aotc_hash", str)
@@ -267,6 +270,11 @@ class Bundle:
     @property
     def template(self) -> dict[str, Any] | None:
         return self.fingerprint["prompt"].get("template")
+
+    @property
+    def mode(self) -> str:
+        """`compact` or `exact` (bundles made before modes existed were exact)."""
+        return str(self.fingerprint["context"].get("mode", "exact"))
 
     @property
     def codec(self) -> str:
@@ -410,10 +418,10 @@ def _check_state_prefix(path: Path, view: memoryview) -> None:
     if len(view) < 8:
         raise BundleFormatError(f"{path}: payload of {len(view)} bytes is too short to be a llama.cpp sequence state")
     magic, seq = struct.unpack_from("<Ii", view, 0)
-    if magic != STATE_IO_MAGIC or seq != -1:
+    if magic != STATE_IO_MAGIC or seq not in (-1, 0):  # -1: every cell (exact); 0: sequence 0 (compact)
         raise BundleFormatError(
             f"{path}: payload does not start with a llama.cpp sequence state "
-            f"(magic {magic:08x} seq {seq}, expected {STATE_IO_MAGIC:08x} seq -1)"
+            f"(magic {magic:08x} seq {seq}, expected {STATE_IO_MAGIC:08x} seq -1 or 0)"
         )
 
 

@@ -35,6 +35,9 @@ from aotcc.llama.session import Session
 from aotcc.llama.templates import system_text, template_parts
 from aotcc.models import default_model, resolve_model
 
+#: Bundle modes: compact (what a continuing decode needs) and exact (every cell).
+MODES = ("compact", "exact")
+
 if TYPE_CHECKING:
     from aotcc.compiled import Compiled
 
@@ -105,8 +108,11 @@ class Runtime:
         n_threads: int | None = None,
         n_batch: int = 512,
         max_sessions: int = 4,
+        mode: str | None = None,
     ) -> None:
         lb = _backend()
+        if mode not in (None, *MODES):
+            raise AotccError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         self._lb = lb
         self.model_path = resolve_model(model) if model is not None else default_model()
         kv_known = ", ".join(lb.KV_TYPES)
@@ -122,6 +128,7 @@ class Runtime:
             "type_k": type_k or kv_type,
             "type_v": type_v or kv_type,
             "flash_attn": flash_attn,
+            "mode": mode,
         }
         self.n_threads = n_threads or _env_threads()
         self.n_batch = n_batch
@@ -172,22 +179,45 @@ class Runtime:
             "llama.llama_cpp_python": v["llama_cpp_python"],
             "llama.llama_cpp": v["llama_cpp"],
             "llama.state_seq_version": v["state_seq_version"],
-            "context.swa_full": True,
         }
         for k, want in self.pinned.items():
-            if want is not None:
+            if want is not None and k != "mode":
                 exp[f"context.{k}"] = want
         b.check(exp)
+        if self.pinned["mode"] is not None and b.fingerprint["model"].get("n_swa"):
+            b.check({"context.mode": self.pinned["mode"]}, labels={
+                "context.mode": "compact bundles keep the last window of the sliding-window layers; exact ones every "
+                                "cell (prefill --exact)"})
         m = self.model
         b.check({"model.arch": m.arch, "model.n_layer": m.n_layer, "model.n_vocab": m.n_vocab})
 
     # contexts
 
-    def _settings(self, n_ctx: int, type_k: str, type_v: str, flash_attn: bool) -> Any:
+    def _settings(self, n_ctx: int, type_k: str, type_v: str, flash_attn: bool, swa_full: bool = True) -> Any:
         return self._lb.ContextSettings(
             n_ctx=n_ctx, type_k=type_k, type_v=type_v, flash_attn=flash_attn,
-            swa_full=True, n_batch=self.n_batch, n_ubatch=self.n_batch,
+            swa_full=swa_full, n_batch=self.n_batch, n_ubatch=self.n_batch,
         )
+
+    def _check_kv_types(self, type_k: str, type_v: str, flash_attn: bool) -> None:
+        """Refuse, before any prefill, a KV cache type llama.cpp cannot run here."""
+        quantized = [t for t in (type_k, type_v) if t not in ("f16", "f32")]
+        if type_v not in ("f16", "f32") and not flash_attn:
+            raise AotccError(f"kv type {type_v}: a quantized V cache needs flash attention on (--flash-attn on)")
+        if quantized:
+            m = self.model
+            head = m.meta(f"{m.arch}.attention.key_length") or m.meta(f"{m.arch}.attention.value_length")
+            size = int(head) if head and head.isdigit() else m.n_embd // max(1, int(m.meta(f"{m.arch}.attention.head_count") or 1))
+            if size % 32:
+                raise AotccError(f"kv type {quantized[0]}: {m.path.name} has attention heads of {size} values, not a "
+                                 "multiple of the 32-value quantization block; use f16")
+
+    def bundle_mode(self) -> str:
+        """The mode `prefill` writes: the pinned one, else compact for a sliding-window
+        model (exact for any other, where the two are the same bytes)."""
+        if not self.model.n_swa:
+            return "exact"
+        return str(self.pinned["mode"] or "compact")
 
     def _context(self, settings: Any) -> ContextLike:
         """A cleared context with `settings`, reusing the current one when it matches."""
@@ -231,6 +261,7 @@ class Runtime:
         text: str,
         chat_template: str | None,
         progress: Callable[[int, int], None] | None,
+        swa_full: bool = True,
     ) -> tuple[list[int], dict[str, Any] | None, float]:
         template = None
         if chat_template:
@@ -242,7 +273,8 @@ class Runtime:
         n_ctx = self._resolve_n_ctx(len(tokens))
         p = self.pinned
         fa = True if p["flash_attn"] is None else bool(p["flash_attn"])
-        settings = self._settings(n_ctx, p["type_k"] or "f16", p["type_v"] or "f16", fa)
+        self._check_kv_types(p["type_k"] or "f16", p["type_v"] or "f16", fa)
+        settings = self._settings(n_ctx, p["type_k"] or "f16", p["type_v"] or "f16", fa, swa_full)
         ctx = self._context(settings)
         total = len(tokens)
         t = time.perf_counter()
@@ -268,6 +300,11 @@ class Runtime:
         template (or llama.cpp's built-in one for its architecture), or give a built-in
         name. `compress="zstd"` compresses the payload. `progress(done, total)` is
         called after each decoded batch.
+
+        The bundle's mode is `bundle_mode()`: a compact bundle of a sliding-window model
+        holds what a continuing decode needs (every cell of the global layers, the last
+        window of the sliding ones: llama.cpp's own slot save), an exact one every cell
+        of a full-size cache, for bit-exact equality with a cold prefill on this build.
         """
         from aotcc import __version__
         from aotcc.compiled import Compiled, load
@@ -279,11 +316,13 @@ class Runtime:
             check_output_path(out)  # a missing directory is refused before the long part
         if compress not in (None, "none", "zstd"):
             raise AotccError(f"compress {compress!r}: expected zstd or none")
-        tokens, template, elapsed = self._prefill_root(c.text, chat_template, progress)
+        mode = self.bundle_mode()
+        tokens, template, elapsed = self._prefill_root(c.text, chat_template, progress, swa_full=mode == "exact")
         ctx = self._live()
-        # all cells of the (only) sequence, SWA-masked ones included: restoring them at the
-        # same cell indices makes a loaded bundle compute bit for bit what a cold prefill does
-        state = ctx.get_state(-1)
+        # exact: every cell of the full-size caches (all sequences: SWA-masked cells too),
+        # restored at the same cell indices, computes bit for bit what a cold prefill does;
+        # compact: sequence 0, whose SWA-masked cells llama.cpp leaves out
+        state = ctx.get_state(-1 if mode == "exact" else 0)
         s = ctx.settings
         fingerprint = {
             "format": FORMAT_VERSION,
@@ -293,6 +332,7 @@ class Runtime:
             "context": {
                 "n_ctx": s.n_ctx, "type_k": s.type_k, "type_v": s.type_v, "flash_attn": s.flash_attn,
                 "swa_full": s.swa_full, "kv_unified": True, "n_batch": s.n_batch, "n_ubatch": s.n_ubatch,
+                "mode": mode,
             },
             "prompt": {
                 "aotc_hash": c.hash,
@@ -352,7 +392,8 @@ class Runtime:
         """
         b = self.verify(bundle, payload=False)
         c = b.context
-        settings = self._settings(int(c["n_ctx"]), str(c["type_k"]), str(c["type_v"]), bool(c["flash_attn"]))
+        settings = self._settings(int(c["n_ctx"]), str(c["type_k"]), str(c["type_v"]), bool(c["flash_attn"]),
+                                  bool(c["swa_full"]))
         with b.payload() as state:  # checksums verified here, before the context sees it
             ctx = self._context(settings)
             ctx.set_state(state, 0)

@@ -119,6 +119,12 @@ class Session:
         self._flush()
         if at is not None and not 0 < at <= self.n_past:
             raise AotccError(f"fork at token {at}: expected 1 to {self.n_past}")
+        n_swa = self._rt.model.n_swa
+        if at is not None and at < self.n_past and n_swa and ctx.pos_min(self.seq) > max(0, at - n_swa):
+            raise AotccError(
+                f"fork at token {at}: this session holds only the last {n_swa}-token window of the model's "
+                f"sliding-window layers (a compact bundle), so it can continue only from its end; prefill the "
+                "bundle with --exact to fork mid-prompt")
         seq = self._rt._take_seq()
         ctx.seq_cp(self.seq, seq, 0 if at is not None else -1, at if at is not None else -1)
         child = Session(self._rt, seq, self.n_past if at is None else at, self.template, self._epoch, pending=None,
