@@ -74,7 +74,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q "maturin>=1.7,<2" numpy msgpack "tokenizers>=0.19" zstandard \
 	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" matplotlib jsonschema gguf \
-	    ruff mypy
+	    ruff mypy "ray>=2.9"
 	touch $(STAMP)
 
 build: $(CORE_STAMP)

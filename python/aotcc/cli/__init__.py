@@ -16,7 +16,8 @@ from aotcc import __version__
 from aotcc.errors import AotccError, CheckFailed
 
 # Each module adds its subcommands with `register(subparsers)`.
-COMMAND_MODULES = ["aotcc.cli.compile_cmds", "aotcc.cli.bundle_cmds", "aotcc.cli.analyze_cmds", "aotcc.cli.eval_cmds", "aotcc.cli.export_cmds"]
+COMMAND_MODULES = ["aotcc.cli.compile_cmds", "aotcc.cli.bundle_cmds", "aotcc.cli.analyze_cmds", "aotcc.cli.eval_cmds",
+                   "aotcc.cli.export_cmds", "aotcc.cli.build_cmds"]
 
 log = logging.getLogger("aotcc")
 

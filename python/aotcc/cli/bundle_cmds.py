@@ -139,6 +139,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--template", metavar="NAME",
                    help="with --chat-template: use llama.cpp's built-in template NAME (chatml, llama3, gemma, ...)")
     p.add_argument("--batch", type=_positive, default=512, metavar="N", help="tokens per llama_decode call (default 512)")
+    p.add_argument("--from", dest="source", metavar="OLD.aotkv",
+                   help="an earlier exact bundle of this prompt: restore the tokens it shares with the new prompt and "
+                        "decode only the rest (the same bytes as a full prefill); anything else is prefilled in full, "
+                        "with a warning saying why")
+    p.add_argument("--exact-out", metavar="EXACT.aotkv",
+                   help="also write the exact bundle of the same computation (to rebuild incrementally with --from)")
     p.add_argument("--json", action="store_true", help="print the bundle summary as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_closing(cmd_prefill))
@@ -214,7 +220,7 @@ def cmd_prefill(args: argparse.Namespace) -> int:
     try:
         res = rt.prefill(compiled, args.output, chat_template=(args.template or "auto") if args.chat_template else None,
                          compress=None if args.compress == "none" else args.compress, level=args.zstd_level,
-                         progress=progress)
+                         progress=progress, source=args.source, exact_out=args.exact_out)
     finally:
         if bar is not None:
             bar.close()
@@ -223,6 +229,8 @@ def cmd_prefill(args: argparse.Namespace) -> int:
     tmpl = res.fingerprint["prompt"]["template"]
     from aotcc.llama.fidelity import note
 
+    if res.note:
+        print(f"aotcc: warning: --from: {res.note}; prefilled in full", file=sys.stderr)
     fid = note(res.fingerprint["model"]["arch"], bool(res.fingerprint["model"]["n_swa"]), ctx["mode"], ctx["type_k"])
     if fid["safe"] is False:
         print(f"aotcc: warning: {ctx['mode']} bundle with a {ctx['type_k']} KV cache: {fid['text']}", file=sys.stderr)
@@ -230,13 +238,16 @@ def cmd_prefill(args: argparse.Namespace) -> int:
         print(json.dumps({
             "output": str(res.path), "n_tokens": res.n_tokens, "prefill_s": round(res.prefill_s, 4),
             "tokens_per_s": round(res.tokens_per_s, 1), "state_bytes": res.state_bytes, "file_bytes": res.file_bytes,
-            "seconds": round(elapsed, 4), "model": res.fingerprint["model"], "llama": res.fingerprint["llama"],
+            "seconds": round(elapsed, 4), "reused_tokens": res.reused, "from_note": res.note,
+            "model": res.fingerprint["model"], "llama": res.fingerprint["llama"],
             "context": ctx, "template": tmpl["name"] if tmpl else None, "compress": args.compress,
             "aotc_hash": compiled.hash,
         }, indent=2))
     elif not args.quiet:
         print(
-            f"prefilled {res.n_tokens:,} tokens in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {res.path}: "
+            f"prefilled {res.n_tokens:,} tokens"
+            + (f" ({res.reused:,} restored from {args.source}, {res.n_tokens - res.reused:,} decoded)" if res.reused else "")
+            + f" in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {res.path}: "
             f"{res.file_bytes / 1e6:.1f} MB (state {res.state_bytes / 1e6:.1f} MB, {ctx['mode']}, n_ctx {ctx['n_ctx']}, "
             f"kv {ctx['type_k']}, flash-attn {'on' if ctx['flash_attn'] else 'off'}"
             f"{', zstd' if args.compress == 'zstd' else ''}{', template ' + tmpl['name'] if tmpl else ''})",

@@ -79,6 +79,8 @@ class PrefillResult:
     state_bytes: int
     file_bytes: int
     fingerprint: dict[str, Any] = field(repr=False)
+    reused: int = 0  # prompt tokens restored from a `source` bundle instead of decoded
+    note: str | None = None  # why a `source` bundle was not used, when it was not
 
     @property
     def tokens_per_s(self) -> float:
@@ -261,8 +263,14 @@ class Runtime:
         text: str,
         chat_template: str | None,
         progress: Callable[[int, int], None] | None,
-        swa_full: bool = True,
-    ) -> tuple[list[int], dict[str, Any] | None, float]:
+        source: Bundle | None = None,
+    ) -> tuple[list[int], dict[str, Any] | None, float, int]:
+        """Tokenize and decode `text` into sequence 0 of a context with a full-size SWA
+        cache (whatever the bundle's mode: one computation, saved two ways). With an
+        exact `source` bundle of a shared token prefix, its state is restored and only
+        the rest is decoded, from the last n_batch boundary inside the shared prefix: the
+        same batches a full prefill decodes, so the same bytes. Returns the tokens, the
+        template, the decode seconds and how many tokens came from `source`."""
         template = None
         if chat_template:
             template, tmpl = template_parts(self.model, chat_template)
@@ -274,15 +282,50 @@ class Runtime:
         p = self.pinned
         fa = True if p["flash_attn"] is None else bool(p["flash_attn"])
         self._check_kv_types(p["type_k"] or "f16", p["type_v"] or "f16", fa)
-        settings = self._settings(n_ctx, p["type_k"] or "f16", p["type_v"] or "f16", fa, swa_full)
+        settings = self._settings(n_ctx, p["type_k"] or "f16", p["type_v"] or "f16", fa, True)
         ctx = self._context(settings)
+        start = 0
+        if source is not None and source.n_tokens < n_ctx:  # its cells fit this context
+            old = source.tokens.tolist()
+            same = next((i for i, (a, b) in enumerate(zip(old, tokens)) if a != b), min(len(old), len(tokens)))
+            start = (min(same, len(tokens) - 1) // settings.n_batch) * settings.n_batch
+            if start:
+                with source.payload() as state:
+                    ctx.set_state(state, 0)
+                if ctx.pos_max(0) != len(old) - 1:
+                    raise BundleError(f"{source.path}: restored state ends at position {ctx.pos_max(0)}, expected {len(old) - 1}")
+                ctx.seq_rm(0, start, -1)
         total = len(tokens)
         t = time.perf_counter()
-        ctx.decode(tokens, seq=0, pos=0, logits=True, progress=(lambda done: progress(done, total)) if progress else None)
+        ctx.decode(tokens[start:], seq=0, pos=start, logits=True,
+                   progress=(lambda done: progress(start + done, total)) if progress else None)
         elapsed = time.perf_counter() - t
         self._used = total
         self._root_template = template
-        return tokens, template, elapsed
+        return tokens, template, elapsed, start
+
+    def reuse_problem(self, source: Bundle, chat_template: str | None) -> str | None:
+        """Why `source` cannot seed an incremental prefill by this runtime (None: it can).
+        It must be exact (or of a model without sliding windows: the two are the same),
+        and made by the same model, build and context settings a full prefill would use."""
+        fp = source.fingerprint
+        if source.mode != "exact" and fp["model"].get("n_swa"):
+            return (f"{source.path} is a compact bundle: its sliding-window layers keep only the last window, so "
+                    "no earlier state can be rebuilt from it (keep an exact bundle for incremental rebuilds)")
+        try:
+            self._check_identity(source)
+        except BundleError as e:
+            return f"{source.path}: {e}"
+        p, c = self.pinned, source.context
+        want = {"type_k": p["type_k"] or "f16", "type_v": p["type_v"] or "f16",
+                "flash_attn": True if p["flash_attn"] is None else bool(p["flash_attn"]), "n_batch": self.n_batch}
+        for k, v in want.items():
+            if c.get(k) != v:
+                return f"{source.path}: made with {k} {c.get(k)!r}, this prefill uses {v!r}"
+        tmpl = source.template
+        if (tmpl is None) != (chat_template is None) or (tmpl and template_parts(self.model, chat_template or "auto")[0] != tmpl):
+            return f"{source.path}: made with another chat template setting"
+        return None
 
     def prefill(
         self,
@@ -293,6 +336,8 @@ class Runtime:
         compress: str | None = None,
         level: int = 3,
         progress: Callable[[int, int], None] | None = None,
+        source: str | os.PathLike[str] | Bundle | None = None,
+        exact_out: str | os.PathLike[str] | None = None,
     ) -> PrefillResult:
         """Tokenize and decode the compiled prompt, then write the bundle to `out` (atomically).
 
@@ -305,6 +350,13 @@ class Runtime:
         holds what a continuing decode needs (every cell of the global layers, the last
         window of the sliding ones: llama.cpp's own slot save), an exact one every cell
         of a full-size cache, for bit-exact equality with a cold prefill on this build.
+        Both come from the same computation; `exact_out` also writes the exact bundle
+        (what `aotcc build` keeps to rebuild incrementally).
+
+        `source` is an earlier bundle (`prefill --from`): when it is exact and made with
+        the same settings, the tokens it shares with this prompt are restored rather than
+        decoded; the result has the bytes a full prefill would give. Otherwise the whole
+        prompt is decoded and `PrefillResult.note` says why.
         """
         from aotcc import __version__
         from aotcc.compiled import Compiled, load
@@ -317,21 +369,31 @@ class Runtime:
         if compress not in (None, "none", "zstd"):
             raise AotccError(f"compress {compress!r}: expected zstd or none")
         mode = self.bundle_mode()
-        tokens, template, elapsed = self._prefill_root(c.text, chat_template, progress, swa_full=mode == "exact")
+        note = None
+        src = None
+        if source is not None:
+            src = source if isinstance(source, Bundle) else Bundle.open(source)
+            note = self.reuse_problem(src, chat_template)
+            if note is not None:
+                src = None
+        tokens, template, elapsed, reused = self._prefill_root(c.text, chat_template, progress, source=src)
+        if src is not None and not reused:
+            note = f"{src.path} shares no whole batch of {self.n_batch} tokens with this prompt"
         ctx = self._live()
         # exact: every cell of the full-size caches (all sequences: SWA-masked cells too),
         # restored at the same cell indices, computes bit for bit what a cold prefill does;
         # compact: sequence 0, whose SWA-masked cells llama.cpp leaves out
         state = ctx.get_state(-1 if mode == "exact" else 0)
         s = ctx.settings
-        fingerprint = {
+        fingerprint: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "created_by": f"aotcc {__version__}",
             "model": self.model_fields(),
             "llama": self._lb.versions(),
             "context": {
                 "n_ctx": s.n_ctx, "type_k": s.type_k, "type_v": s.type_v, "flash_attn": s.flash_attn,
-                "swa_full": s.swa_full, "kv_unified": True, "n_batch": s.n_batch, "n_ubatch": s.n_ubatch,
+                # the context to restore into: a compact state goes into a cache without the full-size window
+                "swa_full": mode == "exact", "kv_unified": True, "n_batch": s.n_batch, "n_ubatch": s.n_ubatch,
                 "mode": mode,
             },
             "prompt": {
@@ -350,7 +412,11 @@ class Runtime:
         if out is not None:
             path = write_bundle(out, fingerprint, state, codec=compress or "none", level=level)
             size = path.stat().st_size
-        return PrefillResult(path, len(tokens), elapsed, len(state), size, fingerprint)
+        if exact_out is not None:
+            exact_fp = {**fingerprint, "context": {**fingerprint["context"], "mode": "exact", "swa_full": True}}
+            write_bundle(exact_out, exact_fp, state if mode == "exact" else ctx.get_state(-1), codec=compress or "none",
+                         level=level)
+        return PrefillResult(path, len(tokens), elapsed, len(state), size, fingerprint, reused=reused, note=note)
 
     def cold(
         self,
@@ -363,7 +429,7 @@ class Runtime:
         bundle would give, computed the slow way. For comparisons and benchmarks."""
         text = compiled if isinstance(compiled, str) else compiled.text
         tags = None if isinstance(compiled, str) else TagMap.from_compiled(compiled)
-        tokens, template, _ = self._prefill_root(text, chat_template, progress)
+        tokens, template, _, _ = self._prefill_root(text, chat_template, progress)
         return Session(self, 0, len(tokens), template, self._epoch, pending=None, tags=tags)
 
     # load

@@ -1,0 +1,121 @@
+"""`aotcc build --ray`: the same jobs as a local build, run by Ray actors.
+
+Ray is the existing engine for fanning Python batch work over a cluster
+(`pip install 'aotcc[ray]'`). Each model gets one actor per node, holding its loaded
+GGUF between jobs; compile and export jobs go to model-less actors. A job is submitted
+when the outputs it needs are finished, exactly as in a local build, and each actor
+runs the same `run_job`, so the outputs are byte-identical to a local build's.
+
+Workers write their outputs under OUTDIR themselves, so OUTDIR must be on a
+filesystem every node sees (a local cluster always does; a remote one needs a shared
+mount). The address is `local` (a cluster started for this build), `auto` (the one
+`ray start` runs on this machine) or `ray://host:port`; one that cannot be reached is
+an error within 30 seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aotcc.build import Job, Manifest, _close, _guarded
+from aotcc.errors import InputError
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+def _connect(address: str) -> tuple[Any, bool]:
+    """Ray, connected; and whether this build started the cluster (and so stops it)."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray: pip install 'aotcc[ray]'") from None
+    if ray.is_initialized():
+        return ray, False
+    if address in ("", "local"):
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        return ray, True
+    if address.startswith("ray://"):
+        # the client connect retries for minutes: see that someone answers first
+        host, _, port = address[len("ray://"):].rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except (OSError, ValueError) as err:
+            raise InputError(f"--ray {address}: no Ray cluster answers there ({err})") from None
+    box: dict[str, Any] = {}
+
+    def init() -> None:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except BaseException as e:
+            box["error"] = e
+
+    t = threading.Thread(target=init, daemon=True)
+    t.start()
+    t.join(CONNECT_TIMEOUT_S)
+    if t.is_alive():
+        raise InputError(f"--ray {address}: no Ray cluster answered within {CONNECT_TIMEOUT_S:.0f} s")
+    if "error" in box:
+        e = box["error"]
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(f"--ray {address}: cannot connect: {type(e).__name__}: {first}")
+    return ray, False
+
+
+def run_on_ray(todo: list[Job], manifest: Manifest, out: Path, address: str,
+               finish: Callable[[dict[str, Any]], None], rows: dict[str, dict[str, Any]]) -> None:
+    ray, started = _connect(address)
+
+    @ray.remote(num_cpus=1)
+    class Worker:
+        """Runs build jobs; keeps the models it loaded."""
+
+        def __init__(self) -> None:
+            self.runtimes: dict[str, Any] = {}
+
+        def run(self, job: Job, manifest: Manifest, out: str, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+            return _guarded(job, manifest, Path(out), self.runtimes, rows)
+
+        def close(self) -> None:
+            _close(self.runtimes)
+
+    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    pools: dict[str, list[Any]] = {}
+    for name in ["", *[m.name for m in manifest.models]]:
+        pools[name] = [Worker.options(scheduling_strategy="SPREAD").remote()  # type: ignore[attr-defined]
+                       for _ in range(nodes)]
+    turn: dict[str, int] = {k: 0 for k in pools}
+    pending = list(todo)
+    running: dict[Any, Job] = {}
+    try:
+        while pending or running:
+            for j in [j for j in pending if all(n in rows for n in j.needs)]:
+                pending.remove(j)
+                pool = pools[j.model.name if j.model is not None and j.kind == "bundle" else ""]
+                k = turn[j.model.name if j.model is not None and j.kind == "bundle" else ""]
+                turn[j.model.name if j.model is not None and j.kind == "bundle" else ""] = k + 1
+                running[pool[k % len(pool)].run.remote(j, manifest, str(out), dict(rows))] = j
+            if not running:
+                raise InputError("build: jobs wait on outputs no job makes")
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                j = running.pop(ref)
+                try:
+                    finish(ray.get(ref))
+                except Exception as e:
+                    finish({"id": j.id, "kind": j.kind, "status": "failed", "error": f"ray worker failed: {e}"})
+    finally:
+        for pool in pools.values():
+            for w in pool:
+                try:
+                    ray.get(w.close.remote(), timeout=30)
+                    ray.kill(w)
+                except Exception:
+                    pass
+
+
+__all__ = ["run_on_ray"]
