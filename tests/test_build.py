@@ -240,3 +240,19 @@ def test_an_unreachable_ray_cluster_is_an_error_within_30_s(tmp_path: Path) -> N
     r = aotcc("build", m, "-o", tmp_path / "out", "--ray", "ray://127.0.0.1:9", check=False)
     assert r.returncode == 2 and "--ray ray://127.0.0.1:9" in r.stderr, r.stderr
     assert time.perf_counter() - t < 45
+
+
+@pytest.mark.model
+def test_analysis_windows_on_ray_give_the_local_result(tmp_path: Path) -> None:
+    """`aotcc analyze --ray`: the surprisal windows (independent after their carried-over
+    prefix) are computed by Ray actors; the compiled result is the local run's."""
+    import ray  # noqa: F401  (installed by `make test`)
+
+    prompt = tmp_path / "p.md"
+    prompt.write_text("\n\n".join(PARAS[:16]) + "\n")
+    common = [prompt, "-t", EXAMPLE_TERMS, "--no-cache", "--no-semantic", "--json"]
+    local = json.loads(aotcc("analyze", *common, "-o", tmp_path / "local.aotc").stdout)
+    on_ray = json.loads(aotcc("analyze", *common, "-o", tmp_path / "ray.aotc", "--ray").stdout)
+    assert local["windows"] >= 3
+    assert (tmp_path / "ray.aotc").read_bytes() == (tmp_path / "local.aotc").read_bytes()
+    assert on_ray["breaks"] == local["breaks"]

@@ -118,4 +118,53 @@ def run_on_ray(todo: list[Job], manifest: Manifest, out: Path, address: str,
                     pass
 
 
-__all__ = ["run_on_ray"]
+def window_scatter(address: str, model: str | os.PathLike[str]) -> tuple[Any, Callable[[], None]]:
+    """A `scatter` for `aotcc.analyze.analyze`: surprisal windows computed by Ray actors
+    (one per node, each with the model loaded), returned in order; and a function that
+    stops them (and a cluster this call started)."""
+    from aotcc.analyze.boundaries import Window, window_surprisal
+    from aotcc.units import Unit
+
+    ray, started = _connect(address)
+
+    @ray.remote(num_cpus=1)
+    class Analyst:
+        def __init__(self, model: str) -> None:
+            from aotcc.analyze.engine import Engine
+
+            self.engine = Engine(model)
+
+        def windows(self, text: str, units: list[Unit], ws: list[Window]) -> list[list[float]]:
+            return [window_surprisal(self.engine, text, units, w) for w in ws]
+
+        def close(self) -> None:
+            self.engine.close()
+
+    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = [Analyst.options(scheduling_strategy="SPREAD").remote(str(model))  # type: ignore[attr-defined]
+              for _ in range(max(nodes, cpus))]
+
+    def scatter(text: str, units: list[Unit], ws: list[Window]) -> list[list[float]]:
+        share = [ws[i::len(actors)] for i in range(len(actors))]
+        parts = ray.get([a.windows.remote(text, units, part) for a, part in zip(actors, share) if part])
+        out: list[list[float]] = [[] for _ in ws]
+        for i, part in enumerate(parts):
+            for j, vals in enumerate(part):
+                out[i + j * len(actors)] = vals
+        return out
+
+    def stop() -> None:
+        for a in actors:
+            try:
+                ray.get(a.close.remote(), timeout=30)
+                ray.kill(a)
+            except Exception:  # noqa: BLE001
+                pass
+        if started:
+            ray.shutdown()
+
+    return scatter, stop
+
+
+__all__ = ["run_on_ray", "window_scatter"]

@@ -112,6 +112,7 @@ def analyze(
     top_k: int = 3,
     threshold: float = 1.0,
     progress: ProgressFn | None = None,
+    scatter: _boundaries.Scatter | None = None,
     **compile_options: Any,
 ) -> Analysis:
     """Analyse `source` with the model and compile it with the breaks and anchors found.
@@ -119,6 +120,8 @@ def analyze(
     `cache_dir` is where model results are kept ("default": `default_dir()`, None: no
     cache). Pass an open `engine` to reuse a loaded model across calls. The compile
     options come as `options=CompileOptions(...)` or as its keywords (`budget=256`).
+    `scatter` computes the surprisal windows elsewhere (`aotcc analyze --ray`); the
+    result is the same.
     """
     opts = options if options is not None else CompileOptions(**compile_options)
     budget = opts.budget
@@ -140,7 +143,7 @@ def analyze(
         if boundaries and units:
             bnd = _boundaries.analyse(
                 eng, cache, text, units, budget, threshold=threshold,
-                progress=(lambda d, t: progress("surprisal", d, t)) if progress else None,
+                progress=(lambda d, t: progress("surprisal", d, t)) if progress else None, scatter=scatter,
             )
             breaks = bnd.breaks
         plain = compile_with(compiler, srcs, tokenizer=opts.tokenizer, progress=False, breaks=breaks)

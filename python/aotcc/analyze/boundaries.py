@@ -79,33 +79,41 @@ def windows(text: str, units: list[Unit], counts: list[int]) -> list[Window]:
     return out
 
 
-def _window_surprisal(engine: Engine, cache: Cache, text: str, units: list[Unit], w: Window) -> list[float]:
-    """Mean onset surprisal of each unit of `w` (NaN for a unit with no scored token)."""
+def _window_key(engine: Engine, text: str, units: list[Unit], w: Window) -> str:
+    return key_of("surprisal", version=VERSION, onset=ONSET, prefix_tokens=PREFIX, settings=engine.settings,
+                  prefix=text[w.prefix_start:w.start], body=text[w.start:w.end],
+                  cuts=[units[i].start - w.start for i in w.units])
+
+
+def window_surprisal(engine: Engine, text: str, units: list[Unit], w: Window) -> list[float]:
+    """Mean onset surprisal of each unit of `w` (NaN for a unit with no scored token),
+    computed: a window depends on nothing but its own text and carried-over prefix, so
+    windows may be computed anywhere, in any order (`analyse(scatter=...)`)."""
     body = text[w.start:w.end]
     prefix_text = text[w.prefix_start:w.start]
-    key = key_of("surprisal", version=VERSION, onset=ONSET, prefix_tokens=PREFIX, settings=engine.settings,
-                 prefix=prefix_text, body=body,
-                 cuts=[units[i].start - w.start for i in w.units])
+    toks = engine.tokenize(body)
+    starts = engine.token_offsets(body, toks)
+    prefix = engine.tokenize(prefix_text)[-PREFIX:] if prefix_text else []
+    want: list[int] = []
+    spans = []
+    for i in w.units:
+        s, e = units[i].start - w.start, units[i].end - w.start
+        first = int(np.searchsorted(starts, s, side="left"))
+        last = int(np.searchsorted(starts, e, side="left"))
+        idx = list(range(first, min(last, first + ONSET)))
+        spans.append(idx)
+        want += idx
+    if not toks:
+        return [float("nan")] * len(w.units)
+    sup = engine.surprisal(prefix, toks, want)
+    return [float(np.nanmean(sup[idx])) if idx else float("nan") for idx in spans]
 
-    def compute() -> list[float]:
-        toks = engine.tokenize(body)
-        starts = engine.token_offsets(body, toks)
-        prefix = engine.tokenize(prefix_text)[-PREFIX:] if prefix_text else []
-        want: list[int] = []
-        spans = []
-        for i in w.units:
-            s, e = units[i].start - w.start, units[i].end - w.start
-            first = int(np.searchsorted(starts, s, side="left"))
-            last = int(np.searchsorted(starts, e, side="left"))
-            idx = list(range(first, min(last, first + ONSET)))
-            spans.append(idx)
-            want += idx
-        if not toks:
-            return [float("nan")] * len(w.units)
-        sup = engine.surprisal(prefix, toks, want)
-        return [float(np.nanmean(sup[idx])) if idx else float("nan") for idx in spans]
 
-    return cache.through("surprisal", key, compute)
+def _window_surprisal(engine: Engine, cache: Cache, text: str, units: list[Unit], w: Window,
+                      ready: list[float] | None = None) -> list[float]:
+    """`window_surprisal` through the cache (`ready`: already computed elsewhere)."""
+    return cache.through("surprisal", _window_key(engine, text, units, w),
+                         lambda: ready if ready is not None else window_surprisal(engine, text, units, w))
 
 
 def _alone_surprisal(engine: Engine, cache: Cache, text: str, units: list[Unit]) -> np.ndarray:
@@ -140,15 +148,26 @@ class Boundaries:
     windows: int
 
 
+Scatter = Callable[[str, list[Unit], list[Window]], list[list[float]]]
+
+
 def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], budget: int, *,
             threshold: float = 1.0, min_fraction: float = 0.25,
-            progress: Callable[[int, int], None] | None = None) -> Boundaries:
-    """Scores every unit and proposes breaks (see the module docstring)."""
+            progress: Callable[[int, int], None] | None = None, scatter: Scatter | None = None) -> Boundaries:
+    """Scores every unit and proposes breaks (see the module docstring). `scatter`
+    computes the windows the cache does not hold elsewhere (`window_surprisal` on Ray
+    workers, for instance); the result is the same as computing them here."""
     counts = unit_tokens(engine, text, units)
     ws = windows(text, units, counts)
     onset = np.full(len(units), np.nan)
+    ready: dict[int, list[float]] = {}
+    if scatter is not None:
+        probe = Cache(cache.dir)  # looks without counting: the loop below counts hits and misses
+        todo = [k for k, w in enumerate(ws) if probe.get("surprisal", _window_key(engine, text, units, w)) is None]
+        if todo:
+            ready = dict(zip(todo, scatter(text, units, [ws[k] for k in todo])))
     for k, w in enumerate(ws):
-        vals = _window_surprisal(engine, cache, text, units, w)
+        vals = _window_surprisal(engine, cache, text, units, w, ready.get(k))
         onset[list(w.units)] = [float("nan") if v is None else v for v in vals]
         if progress is not None:
             progress(k + 1, len(ws) + 1)

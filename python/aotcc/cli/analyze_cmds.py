@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=1.0, metavar="NATS",
                    help="topic-shift score a sentence needs to become a break (default 1.0)")
     p.add_argument("--no-model-draft", action="store_true", help="--draft-terms with the extractor only")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="compute the surprisal windows on Ray actors (a local cluster without ADDRESS, `auto`, or "
+                        "ray://host:port); the result is the same as a local run")
     p.add_argument("--json", action="store_true", help="print the analysis (or the draft) as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=cmd_analyze)
@@ -112,16 +115,23 @@ def run_analysis(args: argparse.Namespace, sources: list[tuple[str, bytes]], mod
         raise InputError(f"--top-k {args.top_k}: expected at least 1")
     bars = _Progress(enabled())
     engine = _engine(args, model)
+    scatter = stop = None
     try:
+        if getattr(args, "ray", None) is not None:
+            from aotcc.build_ray import window_scatter
+
+            scatter, stop = window_scatter(args.ray, engine.path)
         return analyze(
             sources, args.terms, engine=engine, cache_dir=_cache_dir(args), options=CompileOptions.from_args(args),
             boundaries=not getattr(args, "no_boundaries", False),
             semantic=not getattr(args, "no_semantic", False), top_k=getattr(args, "top_k", 3),
-            threshold=getattr(args, "threshold", 1.0), progress=bars,
+            threshold=getattr(args, "threshold", 1.0), progress=bars, scatter=scatter,
         )
     finally:
         bars.close()
         engine.close()
+        if stop is not None:
+            stop()
 
 
 def summary(a: Any) -> str:
