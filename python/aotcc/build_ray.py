@@ -159,7 +159,7 @@ def window_scatter(address: str, model: str | os.PathLike[str]) -> tuple[Any, Ca
             try:
                 ray.get(a.close.remote(), timeout=30)
                 ray.kill(a)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         if started:
             ray.shutdown()
