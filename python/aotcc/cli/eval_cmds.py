@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from aotcc._io import atomic_write, check_output_path
+from aotcc.cli import args as types
 from aotcc.errors import InputError
+from aotcc.limits import MAX_CTX
+from aotcc.options import MAX_BUDGET
 
 _LENGTH = re.compile(r"^(\d+(?:\.\d+)?)([kK]?)$")
 
@@ -27,6 +30,8 @@ def parse_lengths(text: str) -> list[int]:
         n = float(m.group(1)) * (1024 if m.group(2) else 1)
         if n != int(n) or n < 1:
             raise InputError(f"--lengths: {item!r} is not a whole number of tokens")
+        if n > MAX_CTX:
+            raise InputError(f"--lengths: {item!r} is more than {MAX_CTX:,} tokens")
         out.append(int(n))
     if len(set(out)) != len(out):
         raise InputError("--lengths: a length is listed twice")
@@ -58,14 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lengths", "-L", metavar="LIST",
                    help="context lengths in tokens, e.g. 1k,2k,4k,8k: regenerates a [generate] suite at these "
                         "lengths, or picks these lengths from explicit cases (default: the suite's)")
-    p.add_argument("--budget", type=int, default=512, metavar="N", help="compile chunk budget in tokens (default 512)")
+    p.add_argument("--budget", type=types.int_range(16, MAX_BUDGET, "tokens"), default=512, metavar="N", help="compile chunk budget in tokens (default 512)")
     p.add_argument("--chat-template", action="store_true",
                    help="wrap the prompt as the system turn of the model's chat template and each question as a "
                         "user turn (default: plain text, 'Question: ...\\nAnswer:')")
     p.add_argument("--template", metavar="NAME", help="with --chat-template: llama.cpp's built-in template NAME")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=types.threads, metavar="N",
                    help="CPU threads for prefill (default: $AOTCC_THREADS, else all cores)")
-    p.add_argument("--score-threads", type=int, default=1, metavar="N",
+    p.add_argument("--score-threads", type=types.threads, default=1, metavar="N",
                    help="CPU threads while scoring answers: small batches, where one thread is usually fastest (default 1)")
     p.add_argument("-o", "--output", metavar="RECORD.json", help="write the full JSON record here (atomically)")
     p.add_argument("--plot", metavar="OUT.png", help="write the accuracy-vs-length plot here (PNG)")
@@ -87,12 +92,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     topologies = parse_topologies(args.topologies)
     if args.template and not args.chat_template:
         raise InputError("--template NAME needs --chat-template")
-    if args.budget < 16:
-        raise InputError(f"--budget {args.budget}: too small (at least 16)")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads {args.threads}: expected at least 1")
-    if args.score_threads < 1:
-        raise InputError(f"--score-threads {args.score_threads}: expected at least 1")
+    if args.template:
+        from aotcc.llama.templates import check_template_name
+
+        check_template_name(args.template)
     for out in (args.output, args.plot, args.write_suite):
         if out:
             check_output_path(out)  # a missing directory is refused before the long part
