@@ -464,7 +464,8 @@ def write_atomic(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object
             try:
                 os.fsync(f.fileno())
             except OSError as e:
-                raise OutputError(f"{show(p)}: write failed: {_reason(e)}") from None
+                if e.errno not in (errno.EINVAL, errno.ENOTSUP):  # a file system without fsync: nothing to wait for
+                    raise OutputError(f"{show(p)}: write failed: {_reason(e)}") from None
         # re-checked here: an input may have been read (and noted) after the first check
         _refuse_input(p, _stat_or_none(target))
         try:

@@ -273,7 +273,9 @@ class Bundle:
                 if _need(fp, f"context.{k}", str) not in KV_TYPE_NAMES:
                     raise BundleFormatError(f"fingerprint field context.{k} is {fp['context'][k]!r}, not a KV type "
                                             f"({', '.join(KV_TYPE_NAMES)})")
-            _need(fp, "context.flash_attn", bool)
+            if not _need(fp, "context.flash_attn", bool) and fp["context"]["type_v"] not in ("f16", "f32"):
+                raise BundleFormatError(f"fingerprint says a quantized V cache ({fp['context']['type_v']}) without "
+                                        "flash attention, which llama.cpp cannot make")
             _need(fp, "context.swa_full", bool)
             for k in ("n_batch", "n_ubatch"):
                 _need(fp, f"context.{k}", int, 1, 1 << 31, optional=True)
