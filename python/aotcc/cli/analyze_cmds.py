@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import atomic_write, check_output_path, decode_utf8, read_input
+from aotcc._io import atomic_write, check_output_path, decode_utf8, read_input, show
 from aotcc.cli import args as types
 from aotcc.errors import InputError
 from aotcc.options import CompileOptions
@@ -151,7 +151,7 @@ def summary(a: Any) -> str:
         + f"; {a.seconds:.2f} s"
     )
     for path in st.corrupt:
-        lines.append(f"aotcc: warning: corrupt cache entry rebuilt: {path}")
+        lines.append(f"aotcc: warning: corrupt cache entry rebuilt: {show(path)}")
     return "\n".join(lines)
 
 
@@ -175,10 +175,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(summary(a), file=sys.stderr)
         if args.output:
-            print(f"wrote {args.output}", file=sys.stderr)
+            print(f"wrote {show(args.output)}", file=sys.stderr)
     else:
         for path in a.cache.corrupt:
-            print(f"aotcc: warning: corrupt cache entry rebuilt: {path}", file=sys.stderr)
+            print(f"aotcc: warning: corrupt cache entry rebuilt: {show(path)}", file=sys.stderr)
     return 0
 
 
@@ -235,7 +235,7 @@ def _cmd_draft(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     elif not args.quiet:
         bad = [a for a in d.attempts if not a["ok"]]
-        print(f"drafted {result['terms']} terms -> {out} ({result['extracted']} from glossary-shaped lines, "
+        print(f"drafted {result['terms']} terms -> {show(out)} ({result['extracted']} from glossary-shaped lines, "
               f"{len(d.entries) - extracted} proposed by the model; review them)", file=sys.stderr)
         for a in bad:
             print(f"aotcc: warning: model answer for piece {a['piece'] + 1} malformed ({a['reason']})"
@@ -244,7 +244,7 @@ def _cmd_draft(args: argparse.Namespace) -> int:
             print(f"model calls: {calls.generations} generations ({calls.generated_tokens} tokens); cache: "
                   f"{cache.stats.total('hits')} hits, {cache.stats.total('misses')} misses", file=sys.stderr)
     for path in cache.stats.corrupt:
-        print(f"aotcc: warning: corrupt cache entry rebuilt: {path}", file=sys.stderr)
+        print(f"aotcc: warning: corrupt cache entry rebuilt: {show(path)}", file=sys.stderr)
     return 0
 
 

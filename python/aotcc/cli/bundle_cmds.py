@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import check_output_path
+from aotcc._io import check_output_path, escape, show
 from aotcc.cli import args as types
 from aotcc.errors import CheckFailed, InputError
 
@@ -201,7 +201,7 @@ def cmd_prefill(args: argparse.Namespace) -> int:
         }, indent=2))
     elif not args.quiet:
         print(
-            f"prefilled {res.n_tokens:,} tokens in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {res.path}: "
+            f"prefilled {res.n_tokens:,} tokens in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {show(res.path or '')}: "
             f"{res.file_bytes / 1e6:.1f} MB (state {res.state_bytes / 1e6:.1f} MB, n_ctx {ctx['n_ctx']}, "
             f"kv {ctx['type_k']}, flash-attn {'on' if ctx['flash_attn'] else 'off'}"
             f"{', zstd' if args.compress == 'zstd' else ''}{', template ' + tmpl['name'] if tmpl else ''})",
@@ -244,12 +244,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise CheckFailed(failure["error"])
     assert bundle is not None
     c = bundle.context
-    print(
+    print(escape(
         f"ok: {args.bundle}: {bundle.n_tokens:,} tokens for {bundle.fingerprint['model'].get('file')} "
         f"(n_ctx {c['n_ctx']}, kv {c['type_k']}, flash-attn {'on' if c['flash_attn'] else 'off'}, "
         f"llama.cpp {bundle.fingerprint['llama']['llama_cpp']}), payload {bundle.payload_size / 1e6:.1f} MB "
         f"{bundle.codec} checksums ok"
-    )
+    ))
     return 0
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import atomic_write, check_output_path
+from aotcc._io import atomic_write, check_output_path, show
 from aotcc.cli import args as types
 from aotcc.errors import InputError
 from aotcc.limits import MAX_CTX
@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     suite = load_suite(suite_path, lengths=lengths)
     if args.write_suite:
         atomic_write(args.write_suite, dump_suite(suite))
-        print(f"wrote {args.write_suite}: {len(suite.cases)} cases, {suite.n_questions} questions", file=sys.stderr)
+        print(f"wrote {show(args.write_suite)}: {len(suite.cases)} cases, {suite.n_questions} questions", file=sys.stderr)
         return 0
     if args.model is not None and not Path(args.model).is_file():
         raise InputError(f"{args.model}: no such model file")
@@ -151,5 +151,5 @@ def _run(args: argparse.Namespace, suite: Any, topologies: list[str]) -> int:
     if not args.quiet:
         wrote = [x for x in (args.output, args.plot) if x]
         if wrote:
-            print(f"aotcc: wrote {', '.join(wrote)}", file=sys.stderr)
+            print(f"aotcc: wrote {', '.join(show(x) for x in wrote)}", file=sys.stderr)
     return 0

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import check_output_path
+from aotcc._io import check_output_path, escape, show
 from aotcc.cli import args as types
 from aotcc.errors import CheckFailed, InputError
 
@@ -173,10 +173,10 @@ def _document(args: argparse.Namespace) -> int:
         else:
             shape = " -> ".join(r["name"] for r in d["requests"])
         where = args.output or "stdout"
-        print(f"wrote {where}: {d['target']} {d['family']['name']}, {d['artifact']['static_tokens']:,} static tokens "
+        print(f"wrote {show(where)}: {d['target']} {d['family']['name']}, {d['artifact']['static_tokens']:,} static tokens "
               f"({d['artifact']['tokenizer']}), {shape}; dynamic slot {d['dynamic_placeholder']}", file=sys.stderr)
     for w in d["warnings"]:
-        print(f"aotcc: warning: {w}", file=sys.stderr)
+        print(escape(f"aotcc: warning: {w}"), file=sys.stderr)
     return 0
 
 
@@ -206,7 +206,7 @@ def _estimate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     for w in doc.warnings:
-        print(f"aotcc: warning: {w}", file=sys.stderr)
+        print(escape(f"aotcc: warning: {w}"), file=sys.stderr)
     return 0
 
 
@@ -225,7 +225,7 @@ def _check(args: argparse.Namespace) -> int:
         return 0 if res.ok else 1
     if not res.ok:
         raise CheckFailed(res.message)
-    print(f"ok: {args.check}: {res.message}")
+    print(escape(f"ok: {args.check}: {res.message}"))
     return 0
 
 
@@ -241,12 +241,12 @@ def _slot_state(args: argparse.Namespace) -> int:
     size = out.stat().st_size
     if not args.quiet:
         print(
-            f"wrote {out} ({size / 1e6:.1f} MB, {b.n_tokens:,} tokens). Restore it with a llama-server of llama.cpp "
-            f"{b.fingerprint['llama']['llama_cpp']} started as\n"
-            f"  llama-server -m {b.fingerprint['model'].get('file')} --ctx-size {c['n_ctx']} --parallel 1 --swa-full "
+            f"wrote {show(out)} ({size / 1e6:.1f} MB, {b.n_tokens:,} tokens). Restore it with a llama-server of llama.cpp "
+            f"{escape(b.fingerprint['llama']['llama_cpp'])} started as\n"
+            f"  llama-server -m {escape(str(b.fingerprint['model'].get('file')))} --ctx-size {c['n_ctx']} --parallel 1 --swa-full "
             f"--flash-attn {'on' if c['flash_attn'] else 'off'} --cache-type-k {c['type_k']} --cache-type-v {c['type_v']} "
-            f"--slot-save-path {out.parent.resolve()}\n"
-            f"  curl -X POST 'http://localhost:8080/slots/{args.slot}?action=restore' -d '{{\"filename\": \"{out.name}\"}}'",
+            f"--slot-save-path {show(out.parent.resolve())}\n"
+            f"  curl -X POST 'http://localhost:8080/slots/{args.slot}?action=restore' -d '{{\"filename\": \"{show(out.name)}\"}}'",
             file=sys.stderr,
         )
     return 0
