@@ -48,6 +48,13 @@ eval: build llama
 	set -o pipefail; $(VENV)/bin/aotcc eval examples/eval/default_suite.toml \
 	    -o build/eval/record.json --plot build/eval/accuracy.png | tee build/eval/table.txt
 
+## fuzz-py: hypothesis fuzzing of the Python readers (KV bundles, export --check documents, term specs),
+## FUZZ_SECONDS per target (default 600); prints the case counts; a failing case is printed by hypothesis
+.PHONY: fuzz-py
+FUZZ_SECONDS ?= 600
+fuzz-py: build
+	AOTCC_FUZZ_SECONDS=$(FUZZ_SECONDS) AOTCC_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_py.py
+
 ## lint: clippy and rustfmt on the core, ruff and mypy (strict on the compile side) on python/aotcc
 lint: env
 	cargo clippy --release --all-targets --features python -- -D warnings
