@@ -179,11 +179,14 @@ def read_input(name: str | os.PathLike[str], *, limit: int = MAX_INPUT_BYTES) ->
             st = os.fstat(f.fileno())
             if stat.S_ISBLK(st.st_mode):
                 raise InputError(f"{shown}: is a block device, not a file")
+            first = b""
             if stat.S_ISREG(st.st_mode):
                 if st.st_size > limit:
                     raise InputError(f"{shown}: {st.st_size:,} bytes, larger than the {_size(limit)} this input may have")
                 note_input(f.fileno())
-            return _read_bounded(f, limit, str(path))
+                first = f.read(st.st_size)  # one allocation of the size the file has
+            more = _read_bounded(f, limit - len(first), str(path))  # a pipe, a device, a file that grew
+            return first + more if more else first
     except FileNotFoundError:
         raise InputError(f"{shown}: no such file") from None
     except IsADirectoryError:

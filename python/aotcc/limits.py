@@ -4,7 +4,10 @@ its bound is refused before any work (and before anything is allocated for it)."
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
+from collections.abc import Callable
 
 from aotcc.errors import InputError
 
@@ -71,3 +74,55 @@ def memory_bytes() -> int | None:
         if text.isdigit() and int(text) < 1 << 60:
             found.append(int(text))
     return min(found) if found else None
+
+
+# --- argparse types: the command line's numbers, each bounded (aotcc.cli.args names them per option)
+
+
+def quote_value(text: str) -> str:
+    """A value as a message quotes it: escaped, and cut after 40 characters."""
+    from aotcc._io import escape  # (_io imports this module)
+
+    t = escape(text)
+    return repr(t if len(t) <= 40 else t[:40] + "…")
+
+
+def parse_whole(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {quote_value(text)}") from None
+
+
+def int_range(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from `lo` to `hi`."""
+
+    def parse(text: str) -> int:
+        n = parse_whole(text)
+        if not lo <= n <= hi:
+            unit = f" {what}" if what else ""
+            raise argparse.ArgumentTypeError(f"expected {lo:,} to {hi:,}{unit}, got {n:,}" if len(str(n)) < 40 else
+                                             f"expected {lo:,} to {hi:,}{unit}, got a {len(str(n))}-digit number")
+        return n
+
+    parse.__name__ = "whole number"  # argparse names the type in its messages
+    return parse
+
+
+def float_range(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [lo, hi] (or (lo, hi] with `lo_open`)."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {quote_value(text)}") from None
+        if not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {quote_value(text)}")
+        if x < lo or x > hi or (lo_open and x == lo):
+            left = "(" if lo_open else "["
+            raise argparse.ArgumentTypeError(f"expected a number in {left}{lo:g}, {hi:g}], got {quote_value(text)}")
+        return x
+
+    parse.__name__ = "number"
+    return parse

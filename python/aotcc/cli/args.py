@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -19,56 +18,15 @@ from typing import Any
 
 from aotcc._io import show
 from aotcc.errors import InputError
-from aotcc.limits import MAX_BATCH, MAX_CTX, max_threads, threads_hint
+from aotcc.limits import MAX_BATCH, MAX_CTX, float_range, int_range, max_threads, parse_whole, threads_hint
 
 #: Destinations of options that name outputs; every other string argument may be an input.
 OUTPUT_DESTS = ("output", "plot", "write_suite", "slot_file")
 
 
-def _whole(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {show(text)!r}") from None
-
-
-def int_range(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
-    """An argparse type: a whole number from `lo` to `hi`."""
-
-    def parse(text: str) -> int:
-        n = _whole(text)
-        if not lo <= n <= hi:
-            unit = f" {what}" if what else ""
-            raise argparse.ArgumentTypeError(f"expected {lo:,} to {hi:,}{unit}, got {n:,}" if len(str(n)) < 40 else
-                                             f"expected {lo:,} to {hi:,}{unit}, got a {len(str(n))}-digit number")
-        return n
-
-    parse.__name__ = "whole number"  # argparse names the type in its messages
-    return parse
-
-
-def float_range(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number in [lo, hi] (or (lo, hi] with `lo_open`)."""
-
-    def parse(text: str) -> float:
-        try:
-            x = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {show(text)!r}") from None
-        if not math.isfinite(x):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {show(text)}")
-        if x < lo or x > hi or (lo_open and x == lo):
-            left = "(" if lo_open else "["
-            raise argparse.ArgumentTypeError(f"expected a number in {left}{lo:g}, {hi:g}], got {show(text)}")
-        return x
-
-    parse.__name__ = "number"
-    return parse
-
-
 def threads(text: str) -> int:
     """An argparse type: CPU threads, 1 to `max_threads()`."""
-    n = _whole(text)
+    n = parse_whole(text)
     if not 1 <= n <= max_threads():
         raise argparse.ArgumentTypeError(f"expected {threads_hint()}, got " + (f"{n:,}" if len(str(n)) < 40 else "more"))
     return n
