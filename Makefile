@@ -61,7 +61,14 @@ eval-full: build llama
 	        --generate 8 -o build/eval-full/$$m.json --plot build/eval-full/$$m.png | tee build/eval-full/$$m.txt || exit 1; \
 	done
 
-lint: clippy and rustfmt on the core, ruff and mypy (strict on the compile side) on python/aotcc
+## fuzz-py: hypothesis fuzzing of the Python readers (KV bundles, export --check documents, term specs),
+## FUZZ_SECONDS per target (default 600); prints the case counts; a failing case is printed by hypothesis
+.PHONY: fuzz-py
+FUZZ_SECONDS ?= 600
+fuzz-py: build
+	AOTCC_FUZZ_SECONDS=$(FUZZ_SECONDS) AOTCC_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_py.py
+
+## lint: clippy and rustfmt on the core, ruff and mypy (strict on the compile side) on python/aotcc
 lint: env
 	cargo clippy --release --all-targets --features python -- -D warnings
 	cargo fmt --check

@@ -743,12 +743,14 @@ def write(
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from aotcc.cli.args import int_range
+
     p = argparse.ArgumentParser(description="write a synthetic corpus (corpus.md) and term spec (terms.json)")
     p.add_argument("dir", type=Path)
-    p.add_argument("--size", type=int, default=4_000_000, help="bytes of text (default 4000000)")
-    p.add_argument("--terms", type=int, default=1000, help="terms (default 1000)")
-    p.add_argument("--aliases", type=int, default=3, help="aliases per term, the name included (default 3)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--size", type=int_range(1, 1 << 30, "bytes"), default=4_000_000, help="bytes of text (default 4000000)")
+    p.add_argument("--terms", type=int_range(1, 10_000_000), default=1000, help="terms (default 1000)")
+    p.add_argument("--aliases", type=int_range(1, 1000), default=3, help="aliases per term, the name included (default 3)")
+    p.add_argument("--seed", type=int_range(0, 2**63 - 1), default=7)
     a = p.parse_args(argv)
     corpus, terms = write(a.dir, a.size, a.terms, a.aliases, a.seed)
     print(f"wrote {corpus} and {terms}")

@@ -27,9 +27,21 @@ impl Dependencies {
         let requires: Vec<Vec<usize>> = spec.terms.iter().map(|t| t.requires.clone()).collect();
         if let Some(cycle) = find_cycle(&requires) {
             let names: Vec<&str> = cycle.iter().map(|&i| spec.terms[i].name.as_str()).collect();
+            // a long cycle is shown by its ends: the message stays one readable line
+            let shown = if names.len() > 9 {
+                format!(
+                    "{} -> … {} more … -> {} ({} terms)",
+                    names[..4].join(" -> "),
+                    names.len() - 8,
+                    names[names.len() - 4..].join(" -> "),
+                    names.len() - 1
+                )
+            } else {
+                names.join(" -> ")
+            };
             return Err(Error::new(
                 ErrorKind::Plan,
-                format!("requires cycle: {}", names.join(" -> ")),
+                format!("requires cycle: {shown}"),
             ));
         }
         let mut edges: Vec<Vec<(usize, bool)>> = Vec::with_capacity(n); // (target, is_requires)

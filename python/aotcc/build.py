@@ -270,16 +270,19 @@ def run_job(job: Job, manifest: Manifest, outdir: Path, runtimes: dict[str, Any]
     status = "built"
     extra: dict[str, Any] = {}
     job.out.parent.mkdir(parents=True, exist_ok=True)
-    if job.kind == "compile":
-        _compile(job, manifest, outdir, runtimes)
-    elif job.kind == "export":
-        from aotcc.compiled import load
-        from aotcc.export import export_request
+    # a job's reads (sources, the exact cache it rebuilds) protect its own writes only:
+    # the build rewrites its cache and lock, which a command-wide guard would refuse
+    with _io.protect_inputs():
+        if job.kind == "compile":
+            _compile(job, manifest, outdir, runtimes)
+        elif job.kind == "export":
+            from aotcc.compiled import load
+            from aotcc.export import export_request
 
-        c = load(outdir / job.needs[0])
-        export_request(c, str(job.target)).save(job.out)
-    else:
-        status, extra = _bundle(job, manifest, outdir, runtimes)
+            c = load(outdir / job.needs[0])
+            export_request(c, str(job.target)).save(job.out)
+        else:
+            status, extra = _bundle(job, manifest, outdir, runtimes)
     return {"id": job.id, "kind": job.kind, "status": status, "key": job.key,
             "blake3": _core.hash_file(str(job.out)), "seconds": round(time.perf_counter() - t0, 3), **extra}
 
@@ -320,7 +323,10 @@ def _bundle(job: Job, manifest: Manifest, outdir: Path, runtimes: dict[str, Any]
     cache = outdir / ".cache" / job.prompt.name / f"{job.model.name}.exact.aotkv"
     cache.parent.mkdir(parents=True, exist_ok=True)
     source = cache if cache.is_file() else None
-    res = rt.prefill(c, job.out, chat_template=job.prompt.chat_template, source=source, exact_out=cache)
+    # the cache is read (the source) and rewritten: the new one goes beside it, then over it
+    nxt = cache.with_name(cache.name + ".next")
+    res = rt.prefill(c, job.out, chat_template=job.prompt.chat_template, source=source, exact_out=nxt)
+    os.replace(nxt, cache)
     status = "incremental" if res.reused else "built"
     return status, {"tokens": res.n_tokens, "reused_tokens": res.reused, "prefill_s": round(res.prefill_s, 3),
                     "note": res.note}

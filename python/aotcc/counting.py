@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from aotcc import _core
-from aotcc._io import cache_dir
+from aotcc._io import cache_dir, note_input, read_input, show
 from aotcc.errors import InputError
+
+#: Largest tokenizer.json read (the biggest vocabularies are a few tens of MB).
+MAX_TOKENIZER_BYTES = 256 << 20
 
 
 @runtime_checkable
@@ -40,13 +43,12 @@ class HFTokenizer:
         from tokenizers import Tokenizer
 
         self.path = Path(path)
+        data = read_input(self.path, limit=MAX_TOKENIZER_BYTES)  # bounded: a device never ends
         try:
-            self._tok = Tokenizer.from_file(str(self.path))
-        except FileNotFoundError:
-            raise InputError(f"{self.path}: no such tokenizer file") from None
+            self._tok = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as e:
-            raise InputError(f"{self.path}: not a tokenizers JSON file: {e}") from None
-        self.fingerprint = f"tokenizers:{_core.hash_file(str(self.path))[:16]}"
+            raise InputError(f"{show(self.path)}: not a tokenizers JSON file: {e}") from None
+        self.fingerprint = f"tokenizers:{_core.blake3_hex(data)[:16]}"
         self._encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
 
     def __call__(self, pieces: list[str]) -> list[int]:
@@ -87,6 +89,7 @@ def gguf_tokenizer(path: str | os.PathLike[str]) -> _core.GgufTokenizer:
     Raises InputError for a missing or corrupt file, or a vocabulary type or
     pre-tokenizer that cannot be counted exactly."""
     p = Path(path)
+    note_input(p)
     try:
         st = p.stat()
     except FileNotFoundError:

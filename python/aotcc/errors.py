@@ -21,6 +21,11 @@ class CheckFailed(AotccError):
     """A check ran and failed (the CLI exits 1, not 2): e.g. a bundle that does not match."""
 
 
+class OutputError(AotccError):
+    """An output cannot be written (no space, read-only, an input or a device in the way);
+    the message names the output path, never a temporary file."""
+
+
 # --- the llama.cpp side ----------------------------------------------------------------
 
 
@@ -82,6 +87,7 @@ __all__ = [
     "InputError",
     "LlamaError",
     "ModelError",
+    "OutputError",
     "PlanError",
     "SpecError",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from aotcc import _core
 from aotcc.errors import InputError
+from aotcc.limits import int_range
 from aotcc.spec import TermSpec, load_spec
 
 PLACEMENTS = ("chunk", "top")
@@ -101,15 +102,8 @@ def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
         raise InputError(f"{name} {value!r}: expected one of {', '.join(allowed)}")
 
 
-def _budget(text: str) -> int:
-    """argparse type for --budget: a whole number of tokens, bounded before any work."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of tokens, got {text!r}") from None
-    if not 1 <= n <= MAX_BUDGET:
-        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_BUDGET} tokens, got {n}")
-    return n
+#: argparse type for --budget: a whole number of tokens, bounded before any work.
+_budget = int_range(1, MAX_BUDGET, "tokens")
 
 
 __all__ = ["PLACEMENTS", "REFERENCES", "TAG_IDS", "TAG_STYLES", "CompileOptions"]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from aotcc._io import decode_utf8
 from aotcc.analyze import boundaries as _boundaries
 from aotcc.analyze import semantic as _semantic
 from aotcc.analyze.cache import Cache, Stats, default_dir
@@ -126,17 +127,18 @@ def analyze(
     opts = options if options is not None else CompileOptions(**compile_options)
     budget = opts.budget
     t0 = time.perf_counter()
+    # the sources and the spec are checked before the model is loaded: bad input fails fast
+    srcs = _sources(source)
+    texts = [decode_utf8(data, name) for name, data in srcs]
+    compiler = opts.compiler(terms)
     own = engine is None
     eng = engine if engine is not None else Engine(model)
     cache = Cache(default_dir() if cache_dir == "default" else cache_dir)
     calls_before = Calls(**{k: v for k, v in eng.calls.__dict__.items() if k != "seconds"})
     try:
-        srcs = _sources(source)
-        texts = [data.decode("utf-8", errors="replace") for _, data in srcs]
         text = "".join(texts)
         file_starts = tuple(int(x) for x in np.cumsum([0] + [len(t) for t in texts])[:-1])
         units = segment(text, file_starts)
-        compiler = opts.compiler(terms)
 
         bnd = None
         breaks: list[int] = []

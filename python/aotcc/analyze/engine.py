@@ -77,8 +77,10 @@ class Engine:
     N_SEQ = 16
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, n_threads: int | None = None) -> None:
+        from aotcc.limits import check_threads
         from aotcc.models import default_model
 
+        check_threads(n_threads, "n_threads")
         self._lb = _backend()
         self.path = Path(model) if model is not None else default_model()
         if not self.path.is_file():

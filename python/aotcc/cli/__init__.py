@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from aotcc import __version__
+from aotcc._io import escape, guard_std_streams
 from aotcc.errors import AotccError, CheckFailed
 
 # Each module adds its subcommands with `register(subparsers)`.
@@ -29,7 +30,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         name = self.prog.removeprefix("aotcc").strip()
         where = f"{name}: " if name else ""
-        self.exit(2, f"aotcc: error: {where}{message} (see `{self.prog} --help`)\n")
+        self.exit(2, escape(f"aotcc: error: {where}{message} (see `{self.prog} --help`)") + "\n")
+
+
+class _OneLine(logging.Formatter):
+    """Log lines with control characters escaped, like every other message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape(super().format(record))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,23 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    from aotcc.cli.args import guarded
+
+    for p in sub.choices.values():  # every command: paths checked first, inputs never overwritten
+        p.set_defaults(func=guarded(p.get_default("func")))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    guard_std_streams()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help is 0, a usage error is 2
         return int(e.code or 0)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="aotcc: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine("aotcc: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
         return int(args.func(args) or 0)
     except CheckFailed as e:
-        print(f"aotcc: check failed: {e}", file=sys.stderr)
+        print(escape(f"aotcc: check failed: {e}"), file=sys.stderr)
         return 1
     except AotccError as e:
-        print(f"aotcc: error: {e}", file=sys.stderr)
+        print(escape(f"aotcc: error: {e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aotcc: interrupted", file=sys.stderr)
@@ -75,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # never a traceback for the user; AOTCC_DEBUG=1 shows it
         if os.environ.get("AOTCC_DEBUG"):
             raise
-        print(f"aotcc: internal error: {type(e).__name__}: {e} (set AOTCC_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(escape(f"aotcc: internal error: {type(e).__name__}: {e} (set AOTCC_DEBUG=1 for a traceback)"), file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import atomic_write, check_output_path, read_input
+from aotcc._io import atomic_write, check_output_path, decode_utf8, read_input, show
+from aotcc.cli import args as types
 from aotcc.errors import InputError
 from aotcc.options import CompileOptions
 
@@ -36,16 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="FILE",
                    help="the compiled .aotc (analysis), or the drafted .toml (--draft-terms); written atomically")
     p.add_argument("--model", "-m", metavar="M.gguf", help="GGUF model (default: Gemma 3 270M Q4_K_M)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for batches (default: all cores)")
+    p.add_argument("--threads", type=types.threads, metavar="N", help="CPU threads for batches (default: all cores)")
     CompileOptions.add_arguments(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--cache", metavar="DIR", help="cache directory (default: ~/.cache/aotcc/analyze)")
     g.add_argument("--no-cache", action="store_true", help="ask the model for everything, store nothing")
     p.add_argument("--no-boundaries", action="store_true", help="skip the surprisal pass (structure-only chunks)")
     p.add_argument("--no-semantic", action="store_true", help="skip semantic first appearance (literal only)")
-    p.add_argument("--top-k", type=int, default=3, metavar="K",
+    p.add_argument("--top-k", type=types.top_k, default=3, metavar="K",
                    help="earlier sentences shortlisted per term for a yes/no check (default 3)")
-    p.add_argument("--threshold", type=float, default=1.0, metavar="NATS",
+    p.add_argument("--threshold", type=types.threshold, default=1.0, metavar="NATS",
                    help="topic-shift score a sentence needs to become a break (default 1.0)")
     p.add_argument("--no-model-draft", action="store_true", help="--draft-terms with the extractor only")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -101,8 +102,6 @@ def _cache_dir(args: argparse.Namespace) -> Any:
 def _engine(args: argparse.Namespace, model: str | None) -> Any:
     from aotcc.analyze import Engine
 
-    if getattr(args, "threads", None) is not None and args.threads < 1:
-        raise InputError(f"--threads {args.threads}: expected at least 1")
     return Engine(None if model in (None, "default") else model, n_threads=getattr(args, "threads", None))
 
 
@@ -111,8 +110,11 @@ def run_analysis(args: argparse.Namespace, sources: list[tuple[str, bytes]], mod
     from aotcc.analyze import analyze
     from aotcc.progress import enabled
 
-    if getattr(args, "top_k", 3) < 1:
-        raise InputError(f"--top-k {args.top_k}: expected at least 1")
+    for name, data in sources:  # bad input fails before the model is loaded
+        decode_utf8(data, name)
+    options = CompileOptions.from_args(args)
+    if args.terms != "-":  # (stdin can be read once: analyze reads it)
+        options.compiler(args.terms)
     bars = _Progress(enabled())
     engine = _engine(args, model)
     scatter = stop = None
@@ -159,7 +161,7 @@ def summary(a: Any) -> str:
         + f"; {a.seconds:.2f} s"
     )
     for path in st.corrupt:
-        lines.append(f"aotcc: warning: corrupt cache entry rebuilt: {path}")
+        lines.append(f"aotcc: warning: corrupt cache entry rebuilt: {show(path)}")
     return "\n".join(lines)
 
 
@@ -183,10 +185,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(summary(a), file=sys.stderr)
         if args.output:
-            print(f"wrote {args.output}", file=sys.stderr)
+            print(f"wrote {show(args.output)}", file=sys.stderr)
     else:
         for path in a.cache.corrupt:
-            print(f"aotcc: warning: corrupt cache entry rebuilt: {path}", file=sys.stderr)
+            print(f"aotcc: warning: corrupt cache entry rebuilt: {show(path)}", file=sys.stderr)
     return 0
 
 
@@ -243,7 +245,7 @@ def _cmd_draft(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     elif not args.quiet:
         bad = [a for a in d.attempts if not a["ok"]]
-        print(f"drafted {result['terms']} terms -> {out} ({result['extracted']} from glossary-shaped lines, "
+        print(f"drafted {result['terms']} terms -> {show(out)} ({result['extracted']} from glossary-shaped lines, "
               f"{len(d.entries) - extracted} proposed by the model; review them)", file=sys.stderr)
         for a in bad:
             print(f"aotcc: warning: model answer for piece {a['piece'] + 1} malformed ({a['reason']})"
@@ -252,7 +254,7 @@ def _cmd_draft(args: argparse.Namespace) -> int:
             print(f"model calls: {calls.generations} generations ({calls.generated_tokens} tokens); cache: "
                   f"{cache.stats.total('hits')} hits, {cache.stats.total('misses')} misses", file=sys.stderr)
     for path in cache.stats.corrupt:
-        print(f"aotcc: warning: corrupt cache entry rebuilt: {path}", file=sys.stderr)
+        print(f"aotcc: warning: corrupt cache entry rebuilt: {show(path)}", file=sys.stderr)
     return 0
 
 

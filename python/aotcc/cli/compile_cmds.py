@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import atomic_write, check_output_path, read_input
+from aotcc._io import atomic_write, check_output_path, escape, read_input, show
 from aotcc.api import compile_with
+from aotcc.cli import args as types
 from aotcc.compiled import Compiled, load
 from aotcc.errors import InputError
 from aotcc.options import CompileOptions
@@ -65,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompts", nargs="+", metavar="PROMPT", help="your corpus, concatenated in order")
     p.add_argument("--terms", "-t", required=True, metavar="SPEC", help="term spec for PROMPT")
     CompileOptions.add_arguments(p)
-    p.add_argument("--repeat", type=_positive, default=5, metavar="N", help="runs to take the median of (default 5)")
+    p.add_argument("--repeat", type=types.repeat, default=5, metavar="N", help="runs to take the median of (default 5)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -106,17 +107,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
         files = len(args.prompts)
         print(
             f"compiled {files} file{'s' * (files != 1)} ({m['source_bytes']:,} bytes, {m['source_tokens']:,} tokens) "
-            f"-> {args.output}: {m['chunks']} chunks, {m['injected']}/{m['terms']} terms injected, "
+            f"-> {show(args.output)}: {m['chunks']} chunks, {m['injected']}/{m['terms']} terms injected, "
             f"{m['compiled_tokens']:,} tokens ({_pct(m['source_tokens'], m['compiled_tokens'])}) in {elapsed:.2f} s",
             file=sys.stderr,
         )
     for w in m["warnings"]:
-        print(f"aotcc: warning: {w}", file=sys.stderr)
+        print(escape(f"aotcc: warning: {w}"), file=sys.stderr)
     return 0
 
 
 def _preview(text: str, width: int = 46) -> str:
-    line = " ".join(text.split())
+    line = escape(" ".join(text.split()))
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -138,7 +139,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     injected = [t for t in c.terms if t.injected]
     refs = sum(t.references for t in injected)
     tag_costs = sorted(t.tag_tokens for t in injected)
-    w(f"{args.artifact}  (aotc v{m['version']}, aotcc {m['aotcc_version']}, hash {c.hash[:16]})\n")
+    w(f"{show(args.artifact)}  (aotc v{m['version']}, aotcc {m['aotcc_version']}, hash {c.hash[:16]})\n")
     w(f"  source    {m['source_bytes']:>10,} bytes {m['source_tokens']:>9,} tokens   tokenizer {m['tokenizer']}\n")
     w(f"  compiled  {m['compiled_bytes']:>10,} bytes {m['compiled_tokens']:>9,} tokens   "
       f"{_pct(m['source_tokens'], m['compiled_tokens'])} tokens\n")
@@ -151,11 +152,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     w("\n")
 
     w(f"  {'id':<6} {'term':<28} {'first chunk':>11} {'uses':>6} {'refs':>6} {'def tok':>7}  note\n")
+    needed_by: dict[str, str] = {}  # each term's first dependant, in one pass (not one per term)
+    for u in injected:
+        for name in u.depends_on:
+            needed_by.setdefault(name, u.name)
     for t in sorted(injected, key=lambda t: (t.first_chunk, t.definition_span or (0, 0))):
         note = ""
         if t.pulled_in:
-            needers = [u.name for u in injected if t.name in u.depends_on]
-            note = "pulled in" + (f" by {needers[0]}" if needers else "")
+            needer = needed_by.get(t.name)
+            note = "pulled in" + (f" by {needer}" if needer else "")
         elif t.depends_on:
             note = "needs " + ", ".join(t.depends_on[:3])
         w(f"  {t.id:<6} {_preview(t.name, 28):<28} {t.first_chunk:>11} {t.occurrences:>6} {t.references:>6} "
@@ -169,16 +174,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for t in sorted(injected, key=lambda t: t.definition_span or (0, 0)):
         starts.setdefault(t.first_chunk, []).append(t.id)  # type: ignore[arg-type]
     n = len(ch)
-    show = n if args.all else min(n, 40)
+    shown = n if args.all else min(n, 40)
     source = c.decompile()
     w(f"\n  {'chunk':>5} {'tokens':>7} {'-> out':>7}  {'defines':<14} starts with\n")
-    for i in range(show):
+    for i in range(shown):
         s, e = int(ch.src_start[i]), int(ch.src_end[i])
         src = source[s:min(e, s + 200)]
         ids = ",".join(starts.get(i, []))
         w(f"  {i:>5} {int(ch.tokens[i]):>7} {int(ch.out_tokens[i]):>7}  {_preview(ids, 14):<14} {_preview(src)}\n")
-    if show < n:
-        w(f"  … {n - show} more chunks (--all lists them)\n")
+    if shown < n:
+        w(f"  … {n - shown} more chunks (--all lists them)\n")
     for warning in m["warnings"]:
         w(f"\n  warning: {warning}\n")
     return 0
@@ -219,16 +224,6 @@ def cmd_decompile(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= n <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"expected 1 to 1000000, got {n}")
-    return n
 
 
 def _peak_rss_mb() -> float:

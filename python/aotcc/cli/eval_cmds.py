@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import atomic_write, check_output_path
+from aotcc._io import atomic_write, check_output_path, show
+from aotcc.cli import args as types
 from aotcc.errors import InputError
+from aotcc.limits import MAX_CTX
+from aotcc.options import MAX_BUDGET
 
 _LENGTH = re.compile(r"^(\d+(?:\.\d+)?)([kK]?)$")
 
@@ -27,6 +30,8 @@ def parse_lengths(text: str) -> list[int]:
         n = float(m.group(1)) * (1024 if m.group(2) else 1)
         if n != int(n) or n < 1:
             raise InputError(f"--lengths: {item!r} is not a whole number of tokens")
+        if n > MAX_CTX:
+            raise InputError(f"--lengths: {item!r} is more than {MAX_CTX:,} tokens")
         out.append(int(n))
     if len(set(out)) != len(out):
         raise InputError("--lengths: a length is listed twice")
@@ -67,12 +72,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--positions", "-P", default="end", metavar="LIST",
                    help="where questions are asked: end (after the whole prompt), mid (right after the chunk where the "
                         "term first appears), or end,mid (default end)")
-    p.add_argument("--generate", type=_count(0, 512), default=0, metavar="N",
+    p.add_argument("--generate", type=types.int_range(0, 512, "tokens"), default=0, metavar="N",
                    help="also generate a greedy answer of at most N tokens per question and check it (default 0: off)")
     p.add_argument("--lengths", "-L", metavar="LIST",
                    help="context lengths in tokens, e.g. 1k,2k,4k,8k: regenerates a [generate] suite at these "
                         "lengths, or picks these lengths from explicit cases (default: the suite's)")
-    p.add_argument("--budget", type=_count(16, 1 << 20), default=512, metavar="N",
+    p.add_argument("--budget", type=types.int_range(16, MAX_BUDGET, "tokens"), default=512, metavar="N",
                    help="compile chunk budget in the model's tokens (default 512)")
     p.add_argument("--estimator", action="store_true",
                    help="compile with the built-in token estimator instead of the model's own tokenizer")
@@ -80,9 +85,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="wrap the prompt as the system turn of the model's chat template and each question as a "
                         "user turn (default: plain text, 'Question: ...\\nAnswer:')")
     p.add_argument("--template", metavar="NAME", help="with --chat-template: llama.cpp's built-in template NAME")
-    p.add_argument("--threads", type=_count(1, 512), metavar="N",
+    p.add_argument("--threads", type=types.threads, metavar="N",
                    help="CPU threads for prefill (default: $AOTCC_THREADS, else all cores)")
-    p.add_argument("--score-threads", type=_count(1, 512), default=1, metavar="N",
+    p.add_argument("--score-threads", type=types.threads, default=1, metavar="N",
                    help="CPU threads while scoring answers: small batches, where one thread is usually fastest (default 1)")
     p.add_argument("-o", "--output", metavar="RECORD.json", help="write the full JSON record here (atomically)")
     p.add_argument("--plot", metavar="OUT.png", help="write the accuracy-vs-length plot here (PNG)")
@@ -94,19 +99,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _count(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not low <= n <= high:
-            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {n}")
-        return n
-
-    return parse
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from aotcc.evaluate.scoring import parse_positions, parse_topologies
     from aotcc.evaluate.suite import dump_suite, load_suite
@@ -116,6 +108,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     positions = parse_positions(args.positions)
     if args.template and not args.chat_template:
         raise InputError("--template NAME needs --chat-template")
+    if args.template:
+        from aotcc.llama.templates import check_template_name
+
+        check_template_name(args.template)
     for out in (args.output, args.plot, args.write_suite):
         if out:
             check_output_path(out)  # a missing directory is refused before the long part
@@ -132,7 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suite = load_suite(suite_path, lengths=lengths)
     if args.write_suite:
         atomic_write(args.write_suite, dump_suite(suite))
-        print(f"wrote {args.write_suite}: {len(suite.cases)} cases, {suite.n_questions} questions", file=sys.stderr)
+        print(f"wrote {show(args.write_suite)}: {len(suite.cases)} cases, {suite.n_questions} questions", file=sys.stderr)
         return 0
     if args.model is not None:
         from aotcc.models import resolve_model
@@ -208,7 +204,7 @@ def _run(args: argparse.Namespace, suite: Any, topologies: list[str], positions:
     if not args.quiet:
         wrote = [x for x in (args.output, args.plot) if x]
         if wrote:
-            print(f"aotcc: wrote {', '.join(wrote)}", file=sys.stderr)
+            print(f"aotcc: wrote {', '.join(show(x) for x in wrote)}", file=sys.stderr)
     return 0
 
 

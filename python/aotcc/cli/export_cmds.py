@@ -15,31 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aotcc._io import check_output_path
+from aotcc._io import check_output_path, escape, show
+from aotcc.cli import args as types
 from aotcc.errors import CheckFailed, InputError
 
 _TTL_HELP = ("cache lifetime: anthropic 5m (default) or 1h; openai in_memory (default) or 24h, sent as "
              "prompt_cache_retention; gemini a duration such as 3600s (default), 30m, 2h")
-
-
-def _count(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected zero or more, got {n}")
-    return n
-
-
-def _price(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not x >= 0:
-        raise argparse.ArgumentTypeError(f"expected zero or more, got {value}")
-    return x
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,27 +57,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api", choices=["chat", "responses"], default="chat", help="openai: Chat Completions (default) or Responses")
     p.add_argument("--ttl", metavar="TTL", help=_TTL_HELP)
     p.add_argument("--prompt-cache-key", metavar="KEY", help="openai: prompt_cache_key, to route requests sharing the prefix together")
-    p.add_argument("--breakpoints", type=int, metavar="N", help="anthropic: use at most N cache breakpoints (1-4, default 4)")
-    p.add_argument("--max-tokens", type=int, metavar="N", help="answer length limit in the body (anthropic requires one: default 1024)")
+    p.add_argument("--breakpoints", type=types.int_range(1, 64), metavar="N", help="anthropic: use at most N cache breakpoints (1-4, default 4)")
+    p.add_argument("--max-tokens", type=types.max_tokens, metavar="N", help="answer length limit in the body (anthropic requires one: default 1024)")
     p.add_argument("--tokenizer", metavar="PATH", help="recount each chunk with this HuggingFace tokenizer.json "
                    "(default: the counts stored in the artifact)")
     p.add_argument("--gemini-as", choices=["system", "user"], default="system",
                    help="gemini: cache the prefix as systemInstruction (default) or as a user turn in contents")
     b = p.add_argument_group("llama-server")
     b.add_argument("--bundle", metavar="B.aotkv", help="a KV bundle of this prompt: send its exact token ids and restore its slot first")
-    b.add_argument("--slot", type=_count, default=0, metavar="ID", help="slot id (id_slot, /slots/ID; default 0)")
+    b.add_argument("--slot", type=types.int_range(0, 1 << 20), default=0, metavar="ID", help="slot id (id_slot, /slots/ID; default 0)")
     b.add_argument("--slot-file", metavar="FILE", help="with --bundle: also write the slot state file here; the restore "
                    "request names its basename (it must sit in the server's --slot-save-path)")
     b.add_argument("--server", metavar="URL", help="server base URL in the requests (default http://localhost:8080)")
     e = p.add_argument_group("estimate")
     e.add_argument("--estimate", action="store_true", help="print tokens and cost per day with and without the cache")
-    e.add_argument("--requests-per-day", type=_count, metavar="N")
-    e.add_argument("--dynamic-tokens", type=_count, metavar="M", help="tokens of the per-request part")
-    e.add_argument("--output-tokens", type=_count, default=0, metavar="K", help="answer tokens per request (default 0)")
-    e.add_argument("--price-input", type=_price, metavar="USD", help="input price per million tokens (default: providers.toml)")
-    e.add_argument("--price-output", type=_price, metavar="USD", help="output price per million tokens")
-    e.add_argument("--read-multiplier", type=_price, metavar="X", help="cache-read price as a multiple of the input price")
-    e.add_argument("--storage-price", type=_price, metavar="USD", help="gemini: cache storage per million tokens per hour")
+    e.add_argument("--requests-per-day", type=types.positive, metavar="N")
+    e.add_argument("--dynamic-tokens", type=types.count, metavar="M", help="tokens of the per-request part")
+    e.add_argument("--output-tokens", type=types.count, default=0, metavar="K", help="answer tokens per request (default 0)")
+    e.add_argument("--price-input", type=types.price, metavar="USD", help="input price per million tokens (default: providers.toml)")
+    e.add_argument("--price-output", type=types.price, metavar="USD", help="output price per million tokens")
+    e.add_argument("--read-multiplier", type=types.price, metavar="X", help="cache-read price as a multiple of the input price")
+    e.add_argument("--storage-price", type=types.price, metavar="USD", help="gemini: cache storage per million tokens per hour")
     p.add_argument("--check", metavar="OLD.json", help="compare with an earlier export: exit 1 if the cached prefix changed "
                    "(names the first differing byte, chunk and terms), 0 if it is identical")
     p.add_argument("--json", action="store_true", help="print the summary, estimate or check result as JSON on stdout")
@@ -192,10 +173,10 @@ def _document(args: argparse.Namespace) -> int:
         else:
             shape = " -> ".join(r["name"] for r in d["requests"])
         where = args.output or "stdout"
-        print(f"wrote {where}: {d['target']} {d['family']['name']}, {d['artifact']['static_tokens']:,} static tokens "
+        print(f"wrote {show(where)}: {d['target']} {d['family']['name']}, {d['artifact']['static_tokens']:,} static tokens "
               f"({d['artifact']['tokenizer']}), {shape}; dynamic slot {d['dynamic_placeholder']}", file=sys.stderr)
     for w in d["warnings"]:
-        print(f"aotcc: warning: {w}", file=sys.stderr)
+        print(escape(f"aotcc: warning: {w}"), file=sys.stderr)
     return 0
 
 
@@ -225,7 +206,7 @@ def _estimate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     for w in doc.warnings:
-        print(f"aotcc: warning: {w}", file=sys.stderr)
+        print(escape(f"aotcc: warning: {w}"), file=sys.stderr)
     return 0
 
 
@@ -244,7 +225,7 @@ def _check(args: argparse.Namespace) -> int:
         return 0 if res.ok else 1
     if not res.ok:
         raise CheckFailed(res.message)
-    print(f"ok: {args.check}: {res.message}")
+    print(escape(f"ok: {args.check}: {res.message}"))
     return 0
 
 
@@ -260,12 +241,12 @@ def _slot_state(args: argparse.Namespace) -> int:
     size = out.stat().st_size
     if not args.quiet:
         print(
-            f"wrote {out} ({size / 1e6:.1f} MB, {b.n_tokens:,} tokens). Restore it with a llama-server of llama.cpp "
-            f"{b.fingerprint['llama']['llama_cpp']} started as\n"
-            f"  llama-server -m {b.fingerprint['model'].get('file')} --ctx-size {c['n_ctx']} --parallel 1 --swa-full "
+            f"wrote {show(out)} ({size / 1e6:.1f} MB, {b.n_tokens:,} tokens). Restore it with a llama-server of llama.cpp "
+            f"{escape(b.fingerprint['llama']['llama_cpp'])} started as\n"
+            f"  llama-server -m {escape(str(b.fingerprint['model'].get('file')))} --ctx-size {c['n_ctx']} --parallel 1 --swa-full "
             f"--flash-attn {'on' if c['flash_attn'] else 'off'} --cache-type-k {c['type_k']} --cache-type-v {c['type_v']} "
-            f"--slot-save-path {out.parent.resolve()}\n"
-            f"  curl -X POST 'http://localhost:8080/slots/{args.slot}?action=restore' -d '{{\"filename\": \"{out.name}\"}}'",
+            f"--slot-save-path {show(out.parent.resolve())}\n"
+            f"  curl -X POST 'http://localhost:8080/slots/{args.slot}?action=restore' -d '{{\"filename\": \"{show(out.name)}\"}}'",
             file=sys.stderr,
         )
     return 0

@@ -111,8 +111,13 @@ def estimate(
         raise InputError(f"--ttl {ttl}: {target} takes {' or '.join(prov.ttls)}")
     for name, v in (("--requests-per-day", requests_per_day), ("--dynamic-tokens", dynamic_tokens),
                     ("--output-tokens", output_tokens), ("static tokens", static_tokens)):
-        if v < 0 or (name == "--requests-per-day" and v == 0):
-            raise InputError(f"{name} {v}: must be {'positive' if name == '--requests-per-day' else 'zero or more'}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > 10**12 or (name == "--requests-per-day" and v == 0):
+            lo = "1" if name == "--requests-per-day" else "0"
+            raise InputError(f"{name} {v!r}: expected a whole number from {lo} to 1,000,000,000,000")
+    for name, x in (("--price-input", price_input), ("--price-output", price_output),
+                    ("--read-multiplier", read_multiplier), ("--storage-price", storage_price)):
+        if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1e9):
+            raise InputError(f"{name} {x!r}: expected a finite number from 0 to 1e9")
     n, s, d, o = requests_per_day, static_tokens, dynamic_tokens, output_tokens
     assumptions = [f"requests arrive evenly spaced: one every {DAY / n:,.1f} s"]
     if target == "llama-server":

@@ -18,6 +18,8 @@ from aotcc.errors import InputError
 
 TARGETS = ("anthropic", "openai", "gemini", "llama-server")
 DAY = 86400
+#: The longest duration accepted (a cache TTL): ten years.
+MAX_DURATION = 3650 * DAY
 
 DATA_FILE = Path(__file__).resolve().parent / "providers.toml"
 _SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{3}|latest)$")
@@ -97,6 +99,8 @@ def parse_duration(text: str, what: str) -> int:
     secs = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": DAY}[m.group(2)]
     if secs <= 0:
         raise InputError(f"{what} {text!r}: must be positive")
+    if secs > MAX_DURATION:
+        raise InputError(f"{what} {text[:40]!r}: more than {MAX_DURATION // DAY} days")
     return int(math.ceil(secs))
 
 

@@ -133,11 +133,12 @@ def export_request(
     bundle's exact token ids and restores slot `slot` from `slot_file` first.
     """
     prov = provider(target)
+    _check_options(target, api=api, ttl=ttl, prompt_cache_key=prompt_cache_key, bundle=bundle,
+                   breakpoints=breakpoints, model=model, gemini_as=gemini_as, prov=prov, max_tokens=max_tokens,
+                   slot=slot, slot_file=slot_file, server=server)
     c = compiled_of(artifact)
     if not c.text:
         raise InputError(f"{c.path or 'artifact'}: the compiled prompt is empty; nothing to cache")
-    _check_options(target, api=api, ttl=ttl, prompt_cache_key=prompt_cache_key, bundle=bundle,
-                   breakpoints=breakpoints, model=model, gemini_as=gemini_as, prov=prov)
     fam, model_id = prov.family(model)
     counts, tok_fp = _recount(c, tokenizer)
     chunks = chunk_rows(c, counts)
@@ -193,7 +194,16 @@ def export_request(
 
 def _check_options(target: str, *, api: str, ttl: str | None, prompt_cache_key: str | None,
                    bundle: object, breakpoints: int | None, model: str | None, gemini_as: str,
-                   prov: Provider) -> None:
+                   prov: Provider, max_tokens: int | None = None, slot: int = 0, slot_file: str | None = None,
+                   server: str | None = None) -> None:
+    for name, v, lo, hi in (("--max-tokens", max_tokens, 1, 1 << 20), ("--slot", slot, 0, 1 << 20),
+                            ("--breakpoints", breakpoints, 1, 64)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
+            raise InputError(f"{name} {v!r}: expected a whole number from {lo} to {hi:,}")
+    for name, t in (("--model", model), ("--ttl", ttl), ("--prompt-cache-key", prompt_cache_key),
+                    ("--slot-file", slot_file), ("--server", server)):
+        if t is not None and not isinstance(t, str):
+            raise InputError(f"{name} {t!r}: expected a string")
     if api not in ("chat", "responses"):
         raise InputError(f"--api {api}: expected chat or responses")
     if prompt_cache_key is not None and target != "openai":

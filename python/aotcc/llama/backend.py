@@ -98,6 +98,16 @@ def versions() -> dict[str, object]:
     }
 
 
+def builtin_templates() -> list[str]:
+    """The names of llama.cpp's built-in chat templates (`llama_chat_builtin_templates`)."""
+    n = _ll.llama_chat_builtin_templates(None, 0)
+    if n <= 0:
+        return []
+    arr = (ctypes.c_char_p * n)()
+    _ll.llama_chat_builtin_templates(arr, n)
+    return [a.decode("utf-8", "replace") for a in arr if a]
+
+
 def default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -37,8 +37,9 @@ import msgpack
 import numpy as np
 
 from aotcc import _core
-from aotcc._io import atomic_write, cache_dir, write_atomic
+from aotcc._io import atomic_write, cache_dir, check_plain, note_input, show, write_atomic
 from aotcc.errors import AotccError, BundleError, BundleFormatError, BundleMismatch
+from aotcc.limits import MAX_CTX
 
 MAGIC = b"\x89AOTKV\r\n"
 FORMAT_VERSION = 1
@@ -55,6 +56,18 @@ GGSQ_MAGIC = 0x67677371
 STATE_IO_MAGIC = 0xAF143CD8
 
 CODECS = ("none", "zstd")
+#: KV cache types a bundle may name (aotcc.llama.backend.KV_TYPES, without importing llama.cpp).
+KV_TYPE_NAMES = ("f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+TEMPLATE_FIELDS = ("name", "source_blake3", "system_prefix", "user_prefix", "assistant_prefix", "turn_separator")
+
+# Bounds on what a fingerprint may say, checked before anything is allocated for it. The
+# fingerprint's hash is an integrity check, not a signature: a forged one is valid.
+#: The fingerprint is msgpack: the token ids (4 bytes each) and a few KiB of fields.
+MAX_FINGERPRINT_BYTES = 4 * MAX_CTX + (16 << 20)
+#: Checksum block sizes accepted (the writer uses 4 MiB): the CRC table stays small.
+MIN_BLOCK, MAX_BLOCK = 64 << 10, 1 << 30
+#: A zstd payload may expand at most this much (real KV states shrink by less than 2x).
+MAX_ZSTD_RATIO = 64
 
 
 # --- model file hashes ---------------------------------------------------------------
@@ -122,15 +135,35 @@ def block_checksums(data: memoryview | bytes | bytearray, block: int = CHECKSUM_
 # --- reading -------------------------------------------------------------------------
 
 
-def _need(fp: dict, path: str, kind: type | tuple[type, ...]) -> Any:
+_MISSING = object()
+
+
+def _need(fp: dict, path: str, kind: type | tuple[type, ...], lo: int | None = None, hi: int | None = None,
+          *, optional: bool = False) -> Any:
+    """The fingerprint field at dotted `path`, of type `kind` (and for an int, in [lo, hi]);
+    an optional field may be absent (None)."""
     node: Any = fp
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
+            if optional and isinstance(node, dict):
+                return None
             raise BundleFormatError(f"fingerprint has no field {path}")
         node = node[part]
-    if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
+    if optional and node is None:
+        return None
+    if not isinstance(node, kind) or (isinstance(node, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))):
         raise BundleFormatError(f"fingerprint field {path} has the wrong type ({type(node).__name__})")
+    if isinstance(node, int) and not isinstance(node, bool) and ((lo is not None and node < lo) or (hi is not None and node > hi)):
+        raise BundleFormatError(f"fingerprint field {path} is {node}, outside {lo}..{hi}")
     return node
+
+
+def state_size_bound(n_tokens: int, n_layer: int, n_embd_k: int, n_embd_v: int) -> int:
+    """The most bytes `llama_state_seq_get_data` can write for `n_tokens` cells: per cell
+    and layer a K row and a V row of at most 4 bytes a value, plus per-cell and per-layer
+    headers, all doubled for headroom (a real f16 state is about a fifth of this)."""
+    per_token = 2 * (n_layer * (n_embd_k + n_embd_v) * 4 + 64)
+    return n_tokens * per_token + 2 * n_layer * 64 + 4096
 
 
 @dataclass(frozen=True)
@@ -167,91 +200,139 @@ class Bundle:
                 size = os.fstat(f.fileno()).st_size
                 head = f.read(HEADER_SIZE)
                 if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
-                    raise BundleFormatError(f"{p}: not a KV bundle (no .aotkv magic at the start of the file)")
+                    raise BundleFormatError(f"{show(p)}: not a KV bundle (no .aotkv magic at the start of the file)")
                 if len(head) < HEADER_SIZE:
-                    raise BundleFormatError(f"{p}: truncated: {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+                    raise BundleFormatError(f"{show(p)}: truncated: {size} bytes, shorter than the {HEADER_SIZE}-byte header")
                 header = cls._parse_header(p, head, size)
                 f.seek(header.fingerprint_offset)
                 fp_bytes = f.read(header.fingerprint_length)
         except FileNotFoundError:
-            raise BundleError(f"{p}: no such file") from None
+            raise BundleError(f"{show(p)}: no such file") from None
         except IsADirectoryError:
-            raise BundleError(f"{p}: is a directory, not a bundle") from None
+            raise BundleError(f"{show(p)}: is a directory, not a bundle") from None
         except OSError as e:
-            raise BundleError(f"{p}: cannot read: {e.strerror or e}") from None
+            raise BundleError(f"{show(p)}: cannot read: {e.strerror or e}") from None
         if len(fp_bytes) != header.fingerprint_length:
-            raise BundleFormatError(f"{p}: truncated inside the fingerprint")
+            raise BundleFormatError(f"{show(p)}: truncated inside the fingerprint")
         digest = bytes.fromhex(_core.blake3_hex(fp_bytes))
         if digest != header.fingerprint_blake3:
             raise BundleFormatError(
-                f"{p}: fingerprint checksum mismatch: header says blake3 {header.fingerprint_blake3.hex()[:16]}…, "
+                f"{show(p)}: fingerprint checksum mismatch: header says blake3 {header.fingerprint_blake3.hex()[:16]}…, "
                 f"contents hash to {digest.hex()[:16]}… (the file is corrupt)"
             )
         try:
             fingerprint = msgpack.unpackb(fp_bytes, raw=False, strict_map_key=True)
         except Exception as e:
-            raise BundleFormatError(f"{p}: fingerprint is not valid msgpack: {e}") from None
+            raise BundleFormatError(f"{show(p)}: fingerprint is not valid msgpack: {e}") from None
         if not isinstance(fingerprint, dict):
-            raise BundleFormatError(f"{p}: fingerprint is not a map")
+            raise BundleFormatError(f"{show(p)}: fingerprint is not a map")
+        check_plain(fingerprint, f"{show(p)}: fingerprint", "msgpack", error=BundleFormatError, allow_bytes=True)
+        note_input(p)
         return cls(p, header, fingerprint, size)
 
     @staticmethod
     def _parse_header(p: Path, head: bytes, size: int) -> Header:
         magic, version, flags, fp_off, fp_len, pl_off, pl_len, fp_hash, reserved = HEADER.unpack(head)
         if version != FORMAT_VERSION:
-            raise BundleFormatError(f"{p}: bundle format version {version}, this aotcc reads version {FORMAT_VERSION}")
+            raise BundleFormatError(f"{show(p)}: bundle format version {version}, this aotcc reads version {FORMAT_VERSION}")
         if flags != 0 or reserved.strip(b"\0"):
-            raise BundleFormatError(f"{p}: header has unknown flags or non-zero reserved bytes (the file is corrupt or newer)")
+            raise BundleFormatError(f"{show(p)}: header has unknown flags or non-zero reserved bytes (the file is corrupt or newer)")
         if fp_off != HEADER_SIZE or pl_off < fp_off + fp_len or pl_off % PAYLOAD_ALIGN:
             raise BundleFormatError(
-                f"{p}: header offsets are inconsistent (fingerprint {fp_off}+{fp_len}, payload at {pl_off}; the file is corrupt)"
+                f"{show(p)}: header offsets are inconsistent (fingerprint {fp_off}+{fp_len}, payload at {pl_off}; the file is corrupt)"
             )
+        if fp_len > MAX_FINGERPRINT_BYTES:
+            raise BundleFormatError(f"{show(p)}: header says the fingerprint has {fp_len:,} bytes; at most {MAX_FINGERPRINT_BYTES:,} are accepted")
         expected = pl_off + pl_len
         if size < expected:
-            raise BundleFormatError(f"{p}: truncated: file has {size} bytes, header says {expected}")
+            raise BundleFormatError(f"{show(p)}: truncated: file has {size} bytes, header says {expected}")
         if size > expected:
-            raise BundleFormatError(f"{p}: {size - expected} unexpected bytes after the payload (file has {size}, header says {expected})")
+            raise BundleFormatError(f"{show(p)}: {size - expected} unexpected bytes after the payload (file has {size}, header says {expected})")
         return Header(version, flags, fp_off, fp_len, pl_off, pl_len, fp_hash)
 
     def _validate(self) -> None:
+        """Every field used later, with its type and bounds: what passes here cannot make
+        a later step crash or allocate more than the file and the format allow."""
         fp = self.fingerprint
         try:
             if _need(fp, "format", int) != FORMAT_VERSION:
                 raise BundleFormatError(f"fingerprint format {fp['format']} != {FORMAT_VERSION}")
+            _need(fp, "created_by", str, optional=True)
             _need(fp, "model.blake3", str)
+            _need(fp, "model.file", str, optional=True)
             _need(fp, "model.arch", str)
-            _need(fp, "model.n_layer", int)
-            _need(fp, "model.n_vocab", int)
+            _need(fp, "model.n_layer", int, 1, 1 << 16)
+            _need(fp, "model.n_vocab", int, 1, 1 << 31)
+            for k in ("size", "n_embd", "n_head_kv", "n_swa"):
+                _need(fp, f"model.{k}", int, 0, 1 << 62, optional=True)
             _need(fp, "llama.llama_cpp_python", str)
             _need(fp, "llama.llama_cpp", str)
-            _need(fp, "llama.state_seq_version", int)
-            _need(fp, "context.n_ctx", int)
-            _need(fp, "context.type_k", str)
-            _need(fp, "context.type_v", str)
-            _need(fp, "context.flash_attn", bool)
+            _need(fp, "llama.state_seq_version", int, 0, 2**32 - 1)
+            n_ctx = _need(fp, "context.n_ctx", int, 1, MAX_CTX)
+            for k in ("type_k", "type_v"):
+                if _need(fp, f"context.{k}", str) not in KV_TYPE_NAMES:
+                    raise BundleFormatError(f"fingerprint field context.{k} is {fp['context'][k]!r}, not a KV type "
+                                            f"({', '.join(KV_TYPE_NAMES)})")
+            if not _need(fp, "context.flash_attn", bool) and fp["context"]["type_v"] not in ("f16", "f32"):
+                raise BundleFormatError(f"fingerprint says a quantized V cache ({fp['context']['type_v']}) without "
+                                        "flash attention, which llama.cpp cannot make")
             _need(fp, "context.swa_full", bool)
             mode = fp["context"].get("mode", "exact")  # bundles before modes were exact
             if mode not in ("compact", "exact"):
                 raise BundleFormatError(f"fingerprint field context.mode is {mode!r}, expected compact or exact")
-            _need(fp, "prompt.n_tokens", int)
+            for k in ("n_batch", "n_ubatch"):
+                _need(fp, f"context.{k}", int, 1, 1 << 31, optional=True)
+            n_tokens = _need(fp, "prompt.n_tokens", int, 1, MAX_CTX)
+            if n_tokens >= n_ctx:
+                raise BundleFormatError(f"{n_tokens} prompt tokens do not fit n_ctx {n_ctx}")
             toks = _need(fp, "prompt.tokens", bytes)
             _need(fp, "prompt.aotc_hash", str)
+            _need(fp, "prompt.aotc_file", str, optional=True)
+            _need(fp, "prompt.text_blake3", str, optional=True)
+            _need(fp, "prompt.add_bos", bool, optional=True)
+            tmpl = _need(fp, "prompt.template", dict, optional=True)
+            if tmpl is not None:
+                for k in TEMPLATE_FIELDS:
+                    _need(fp, f"prompt.template.{k}", str)
             codec = _need(fp, "payload.codec", str)
-            _need(fp, "payload.raw_size", int)
+            raw_size = _need(fp, "payload.raw_size", int, 8, 1 << 62)
             algo = _need(fp, "payload.checksum", str)
-            _need(fp, "payload.block", int)
+            block = _need(fp, "payload.block", int, MIN_BLOCK, MAX_BLOCK)
             crcs = _need(fp, "payload.crc32", list)
         except BundleFormatError as e:
-            raise BundleFormatError(f"{self.path}: {e}") from None
-        if len(toks) != 4 * fp["prompt"]["n_tokens"]:
-            raise BundleFormatError(f"{self.path}: fingerprint token list has {len(toks) // 4} ids, n_tokens says {fp['prompt']['n_tokens']}")
+            raise BundleFormatError(f"{show(self.path)}: {e}") from None
+        where = show(self.path)
+        if len(toks) != 4 * n_tokens:
+            raise BundleFormatError(f"{where}: fingerprint token list has {len(toks) // 4} ids, n_tokens says {n_tokens}")
         if codec not in CODECS:
-            raise BundleFormatError(f"{self.path}: unknown payload codec {codec!r} (expected one of {', '.join(CODECS)})")
+            raise BundleFormatError(f"{where}: unknown payload codec {codec!r} (expected one of {', '.join(CODECS)})")
         if algo != CHECKSUM_ALGO:
-            raise BundleFormatError(f"{self.path}: unknown payload checksum {algo!r}")
-        block = fp["payload"]["block"]
-        if block <= 0 or len(crcs) != max(1, -(-self.header.payload_length // block)):
-            raise BundleFormatError(f"{self.path}: payload checksum table does not match the payload length")
+            raise BundleFormatError(f"{where}: unknown payload checksum {algo!r}")
+        stored = self.header.payload_length
+        if len(crcs) != max(1, -(-stored // block)):
+            raise BundleFormatError(f"{where}: payload checksum table does not match the payload length")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**32 for c in crcs):
+            raise BundleFormatError(f"{where}: payload checksum table holds a value that is not a CRC-32")
+        if codec == "none" and raw_size != stored:
+            raise BundleFormatError(f"{where}: payload has {stored:,} bytes, fingerprint says {raw_size:,}")
+        if codec == "zstd" and raw_size > MAX_ZSTD_RATIO * stored:
+            raise BundleFormatError(f"{where}: payload of {stored:,} zstd bytes claims to expand to {raw_size:,} "
+                                    f"(more than {MAX_ZSTD_RATIO}x; the file is corrupt or forged)")
+        m = fp["model"]
+        if isinstance(m.get("n_embd"), int):  # a state of n_tokens cannot be larger than this
+            width = 4 * max(1, m["n_embd"])
+            bound = state_size_bound(n_tokens, m["n_layer"], width, width)
+            if raw_size > bound:
+                raise BundleFormatError(f"{where}: payload.raw_size {raw_size:,} is more than a state of {n_tokens:,} "
+                                        f"tokens can be ({bound:,} bytes for this model shape)")
+
+    def check_state_size(self, n_layer: int, n_embd_k: int, n_embd_v: int) -> None:
+        """Refuses a payload larger than a state of this bundle's tokens can be for a model
+        of this shape (called with the runtime's real model, before decompressing)."""
+        bound = state_size_bound(self.n_tokens, n_layer, n_embd_k, n_embd_v)
+        if self.raw_size > bound:
+            raise BundleFormatError(f"{show(self.path)}: payload.raw_size {self.raw_size:,} is more than a state of "
+                                    f"{self.n_tokens:,} tokens can be for this model ({bound:,} bytes)")
 
     # fingerprint views
 
@@ -325,11 +406,11 @@ class Bundle:
         try:
             with open(self.path, "rb") as f:
                 if os.fstat(f.fileno()).st_size != self.file_size:
-                    raise BundleFormatError(f"{self.path}: file changed size while being read")
+                    raise BundleFormatError(f"{show(self.path)}: file changed size while being read")
                 # no MAP_POPULATE: the checksum threads fault the pages in, in parallel
                 mm = mmap.mmap(f.fileno(), off + n, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         except OSError as e:
-            raise BundleError(f"{self.path}: cannot map the payload: {e.strerror or e}") from None
+            raise BundleError(f"{show(self.path)}: cannot map the payload: {e.strerror or e}") from None
         return mm, memoryview(mm)[off : off + n]
 
     def verify_payload(self) -> None:
@@ -351,11 +432,11 @@ class Bundle:
                     lo = self.header.payload_offset + i * block
                     hi = min(lo + block, self.file_size)
                     raise BundleFormatError(
-                        f"{self.path}: payload checksum mismatch in block {i} (file bytes {lo}-{hi}): "
+                        f"{show(self.path)}: payload checksum mismatch in block {i} (file bytes {lo}-{hi}): "
                         f"crc32 {got:08x}, fingerprint says {want:08x} (the file is corrupt)"
                     )
             if self.codec == "zstd":
-                data: Any = _zstd_decompress(self.path, stored, self.raw_size)
+                data: Any = _zstd_decompress(show(self.path), stored, self.raw_size)
                 stored.release()
                 if mm is not None:
                     mm.close()
@@ -363,7 +444,7 @@ class Bundle:
             else:
                 view = stored
             if len(view) != self.raw_size:
-                raise BundleFormatError(f"{self.path}: payload has {len(view)} bytes, fingerprint says {self.raw_size}")
+                raise BundleFormatError(f"{show(self.path)}: payload has {len(view)} bytes, fingerprint says {self.raw_size}")
             _check_state_prefix(self.path, view)
             return Payload(view, mm)
         except BaseException:
@@ -416,25 +497,68 @@ class Payload:
 
 def _check_state_prefix(path: Path, view: memoryview) -> None:
     if len(view) < 8:
-        raise BundleFormatError(f"{path}: payload of {len(view)} bytes is too short to be a llama.cpp sequence state")
+        raise BundleFormatError(f"{show(path)}: payload of {len(view)} bytes is too short to be a llama.cpp sequence state")
     magic, seq = struct.unpack_from("<Ii", view, 0)
     if magic != STATE_IO_MAGIC or seq not in (-1, 0):  # -1: every cell (exact); 0: sequence 0 (compact)
         raise BundleFormatError(
-            f"{path}: payload does not start with a llama.cpp sequence state "
+            f"{show(path)}: payload does not start with a llama.cpp sequence state "
             f"(magic {magic:08x} seq {seq}, expected {STATE_IO_MAGIC:08x} seq -1 or 0)"
         )
 
 
-def _zstd_decompress(path: Path, data: memoryview, raw_size: int) -> bytes:
+def _zstd_frame_size(data: memoryview) -> int:
+    """The length of the zstd frame at the start of `data`, from its header and block
+    headers (RFC 8878), without decompressing anything."""
+    import zstandard
+
+    pos = zstandard.frame_header_size(data)
+    has_checksum = bool(data[4] & 0x04)  # Frame_Header_Descriptor: Content_Checksum_flag
+    while True:
+        if pos + 3 > len(data):
+            raise ValueError("the frame is cut short inside its blocks")
+        head = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+        last, kind, size = head & 1, (head >> 1) & 3, head >> 3
+        if kind == 3:
+            raise ValueError("a block of the reserved type")
+        pos += 3 + (1 if kind == 1 else size)
+        if last:
+            return pos + (4 if has_checksum else 0)
+
+
+def _zstd_decompress(where: str, data: memoryview, raw_size: int) -> bytearray:
+    """The one zstd frame in `data`, decompressed into exactly `raw_size` bytes: a frame that
+    declares another size, would write more, ends sooner, fails its checksum or is
+    followed by other bytes is refused. Memory: `raw_size` (bounded before this)."""
     try:
         import zstandard
     except ImportError:
-        raise BundleError(f"{path}: the payload is zstd-compressed; install zstandard (pip install 'aotcc[llama]')") from None
+        raise BundleError(f"{where}: the payload is zstd-compressed; install zstandard (pip install 'aotcc[llama]')") from None
     try:
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=raw_size)
-    except zstandard.ZstdError as e:
-        raise BundleFormatError(f"{path}: zstd payload does not decompress: {e}") from None
-    return out
+        params = zstandard.get_frame_parameters(data)
+        if params.content_size != raw_size:
+            declared = "no size" if params.content_size == zstandard.CONTENTSIZE_UNKNOWN else f"{params.content_size:,} bytes"
+            raise BundleFormatError(f"{where}: zstd frame declares {declared}, fingerprint says payload.raw_size {raw_size:,}")
+        frame = _zstd_frame_size(data)
+        if frame != len(data):
+            raise BundleFormatError(f"{where}: zstd payload has {len(data) - frame:,} bytes after its frame" if frame < len(data)
+                                    else f"{where}: zstd frame is cut short")
+        out = bytearray(raw_size)
+        view = memoryview(out)
+        pos = 0
+        with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False) as reader:
+            while pos < raw_size:
+                n = reader.readinto(view[pos:])
+                if not n:
+                    break
+                pos += n
+            if pos < raw_size:
+                raise BundleFormatError(f"{where}: zstd payload ends after {pos:,} bytes, fingerprint says {raw_size:,}")
+            if reader.read(1):  # also where zstd checks the frame's content checksum
+                raise BundleFormatError(f"{where}: zstd payload expands beyond payload.raw_size {raw_size:,}")
+        view.release()
+        return out
+    except (zstandard.ZstdError, ValueError, IndexError) as e:
+        raise BundleFormatError(f"{where}: zstd payload does not decompress: {e}") from None
 
 
 # --- writing -------------------------------------------------------------------------

@@ -26,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aotcc import _core
-from aotcc.errors import AotccError, BundleError, ContextOverflow
+from aotcc._io import note_input, show
+from aotcc.errors import AotccError, BundleError, BundleFormatError, BundleMismatch, ContextOverflow, LlamaError
+from aotcc.limits import MAX_BATCH, MAX_CTX, check_int, check_threads
 from aotcc.llama.bundle import FORMAT_VERSION, Bundle, model_hash
 from aotcc.llama.bundle import write as write_bundle
 from aotcc.llama.clean import TagMap
 from aotcc.llama.protocol import Backend, ContextLike, ModelLike
 from aotcc.llama.session import Session
+from aotcc.llama.sizes import context_limit, max_context, state_widths
 from aotcc.llama.templates import system_text, template_parts
 from aotcc.models import default_model, resolve_model
 
@@ -61,9 +64,7 @@ def _env_threads() -> int | None:
         n = int(v)
     except ValueError:
         raise AotccError(f"AOTCC_THREADS={v!r}: expected a whole number") from None
-    if n < 1:
-        raise AotccError(f"AOTCC_THREADS={v!r}: expected at least 1")
-    return n
+    return check_threads(n, "AOTCC_THREADS")
 
 
 # --- results -------------------------------------------------------------------------
@@ -117,14 +118,16 @@ class Runtime:
             raise AotccError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         self._lb = lb
         self.model_path = resolve_model(model) if model is not None else default_model()
+        note_input(self.model_path)
         kv_known = ", ".join(lb.KV_TYPES)
         for name, v in (("kv_type", kv_type), ("type_k", type_k), ("type_v", type_v)):
             if v is not None and v not in lb.KV_TYPES:
                 raise AotccError(f"{name} {v!r}: expected one of {kv_known}")
-        if n_ctx is not None and n_ctx < 16:
-            raise AotccError(f"n_ctx {n_ctx}: too small")
-        if max_sessions < 1:
-            raise AotccError("max_sessions must be at least 1")
+        if n_ctx is not None:
+            check_int(n_ctx, "n_ctx", 16, MAX_CTX)
+        check_int(n_batch, "n_batch", 1, MAX_BATCH)
+        check_int(max_sessions, "max_sessions", 1, 256)
+        check_threads(n_threads, "n_threads")
         self.pinned: dict[str, Any] = {
             "n_ctx": n_ctx,
             "type_k": type_k or kv_type,
@@ -254,6 +257,10 @@ class Runtime:
             n_ctx = min(max(2048, -(-(n_prompt + 1024) // 256) * 256), max(self.model.n_ctx_train, 2048))
         if n_prompt >= n_ctx:
             raise ContextOverflow(f"the compiled prompt has {n_prompt} tokens; n_ctx {n_ctx} leaves no room for a query (use --ctx)")
+        p = self.pinned
+        why = context_limit(self.model, n_ctx, p["type_k"] or "f16", p["type_v"] or "f16")
+        if why:
+            raise AotccError(f"n_ctx {n_ctx:,}: {why}")
         return n_ctx
 
     # prefill
@@ -439,12 +446,15 @@ class Runtime:
         or `BundleFormatError`, returns the opened bundle."""
         b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self._check_identity(b)
+        # sizes are bounded by the real model before anything is allocated for them
         toks = b.tokens
         if len(toks) and (int(toks.min()) < 0 or int(toks.max()) >= self.model.n_vocab):
-            raise BundleError(f"{b.path}: token ids outside the model's vocabulary (0..{self.model.n_vocab - 1})")
-        n_ctx = int(b.context["n_ctx"])
-        if b.n_tokens >= n_ctx:
-            raise BundleError(f"{b.path}: {b.n_tokens} prompt tokens do not fit n_ctx {n_ctx}")
+            raise BundleFormatError(f"{show(b.path)}: token ids outside the model's vocabulary (0..{self.model.n_vocab - 1})")
+        c = b.context
+        top, why = max_context(self.model, str(c["type_k"]), str(c["type_v"]))
+        if int(c["n_ctx"]) > top:
+            raise BundleMismatch("context.n_ctx", c["n_ctx"], f"at most {top}", why)
+        b.check_state_size(self.model.n_layer, *state_widths(self.model))
         if payload:
             b.verify_payload()
         return b
@@ -462,7 +472,11 @@ class Runtime:
                                   bool(c["swa_full"]))
         with b.payload() as state:  # checksums verified here, before the context sees it
             ctx = self._context(settings)
-            ctx.set_state(state, 0)
+            try:
+                ctx.set_state(state, 0)
+            except LlamaError as e:
+                ctx.clear()
+                raise BundleError(f"{show(b.path)}: llama.cpp refused the state: {e}") from None
         if ctx.pos_max(0) != b.n_tokens - 1:
             ctx.clear()
             raise BundleError(f"{b.path}: restored state ends at position {ctx.pos_max(0)}, expected {b.n_tokens - 1}")

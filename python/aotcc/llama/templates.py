@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from aotcc import _core
-from aotcc.errors import AotccError
+from aotcc.errors import AotccError, InputError, LlamaError
 from aotcc.llama.protocol import ModelLike
 
 _SYS, _USR, _ASS, _USR2 = "\x01AOTCC-SYSTEM\x01", "\x01AOTCC-USER\x01", "\x01AOTCC-ANSWER\x01", "\x01AOTCC-USER2\x01"
@@ -24,6 +24,8 @@ def template_parts(model: ModelLike, name: str = "auto") -> tuple[dict[str, Any]
     (a built-in name or the model's Jinja source).
     """
     source = None
+    if name != "auto":
+        check_template_name(name)
     if name == "auto":
         source = model.chat_template()
         if source is None:
@@ -36,8 +38,12 @@ def template_parts(model: ModelLike, name: str = "auto") -> tuple[dict[str, Any]
         else:
             name = "model"
     tmpl = source if source is not None else name
-    one = model.apply_chat_template(tmpl, [("system", _SYS), ("user", _USR)], True)
-    two = model.apply_chat_template(tmpl, [("system", _SYS), ("user", _USR), ("assistant", _ASS), ("user", _USR2)], True)
+    try:
+        one = model.apply_chat_template(tmpl, [("system", _SYS), ("user", _USR)], True)
+        two = model.apply_chat_template(tmpl, [("system", _SYS), ("user", _USR), ("assistant", _ASS), ("user", _USR2)], True)
+    except LlamaError:
+        whose = f"the chat template of model {model.path.name}" if source is not None else f"chat template {name!r}"
+        raise AotccError(f"{whose}: llama.cpp cannot apply it") from None
     try:
         s, u = one.index(_SYS), one.index(_USR)
         a, u2 = two.index(_ASS), two.index(_USR2)
@@ -58,6 +64,16 @@ def template_parts(model: ModelLike, name: str = "auto") -> tuple[dict[str, Any]
     return parts, tmpl
 
 
+def check_template_name(name: str) -> None:
+    """Refuses a `--template NAME` that is not one of llama.cpp's built-in templates,
+    before any model work (an unknown name is the caller's, not the model's, fault)."""
+    from aotcc.llama import backend
+
+    known = backend.builtin_templates()
+    if known and name not in known:
+        raise InputError(f"--template {name!r}: not one of llama.cpp's built-in chat templates ({', '.join(known)})")
+
+
 def system_text(model: ModelLike, parts: dict[str, Any], tmpl: str, text: str) -> str:
     """The compiled prompt as the template writes it into the system turn (some templates
     trim it, for instance)."""
@@ -69,4 +85,4 @@ def system_text(model: ModelLike, parts: dict[str, Any], tmpl: str, text: str) -
     return head[len(sp) : len(head) - len(up)]
 
 
-__all__ = ["system_text", "template_parts"]
+__all__ = ["check_template_name", "system_text", "template_parts"]
