@@ -218,3 +218,38 @@ def test_cli_keeps_interrupt_and_exit(cli, monkeypatch):
     monkeypatch.setattr(cmds, "cmd_inspect", leave)
     with pytest.raises(SystemExit):
         cli("inspect", "x")
+
+
+# --- GGUF metadata: nesting and counts bounded by the file ---------------------------
+
+
+def _nested_gguf(levels: int) -> bytes:
+    """One key whose value is `levels` arrays, each holding the next."""
+    key = b"tokenizer.ggml.tokens"
+    head = b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (1).to_bytes(8, "little")
+    head += len(key).to_bytes(8, "little") + key + (9).to_bytes(4, "little")
+    level = (9).to_bytes(4, "little") + (1).to_bytes(8, "little")
+    return head + level * levels + (8).to_bytes(4, "little") + (0).to_bytes(8, "little")
+
+
+def test_deeply_nested_gguf_is_refused_in_one_line(tmp_path):
+    # 600 KB of nested arrays segfaulted `compile --tokenizer` (unbounded recursion).
+    path = tmp_path / "nested.gguf"
+    path.write_bytes(_nested_gguf(50_000))
+    out = tmp_path / "out.aotc"
+    args = ["compile", str(EXAMPLE_PROMPT), "-t", str(EXAMPLE_TERMS), "--tokenizer", str(path), "-o", str(out)]
+    r = subprocess.run([sys.executable, "-m", "aotcc.cli", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert r.stderr.startswith("aotcc: error: ") and r.stderr.count("\n") == 1, r.stderr[:500]
+    assert f"{path}: corrupt GGUF metadata at byte " in r.stderr and "nested more than" in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_gguf_counts_past_the_file_are_refused(tmp_path):
+    from aotcc.errors import InputError
+
+    path = tmp_path / "count.gguf"
+    # 2^24 keys announced in a 24-byte file
+    path.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (1 << 24).to_bytes(8, "little"))
+    with pytest.raises(InputError, match=r"count\.gguf: corrupt GGUF metadata at byte 16: key/value count 16777216"):
+        _core.GgufTokenizer(str(path))

@@ -438,7 +438,12 @@ impl GgufTokenizer {
             .filter(|&&i| attrs[i as usize] & (CONTROL | UNKNOWN) == 0)
             .map(|&i| (i, &*tokens[i as usize], false, rstrip[i as usize]))
             .collect();
-        let partition = Partitioner::new(&cutting);
+        let partition = Partitioner::new(&cutting).map_err(|e| {
+            input_error(format!(
+                "{name}: the {} user-defined tokens do not fit one automaton: {e}",
+                cutting.len()
+            ))
+        })?;
 
         let algorithm = if let Some(&(pre_name, pre_tok, ignore_merges)) = pre_entry {
             let merges = str_array(g, "tokenizer.ggml.merges")?.ok_or_else(|| {

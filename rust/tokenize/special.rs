@@ -40,28 +40,32 @@ fn is_c_space(b: u8) -> bool {
 impl Partitioner {
     /// `ordered`: `(id, text, lstrip, rstrip)` of the tokens that cut text, in claim
     /// order (already filtered to the ones that are not control or unknown).
-    pub(crate) fn new(ordered: &[(u32, &[u8], bool, bool)]) -> Partitioner {
+    ///
+    /// # Errors
+    /// When the tokens are too many or too long for one automaton.
+    pub(crate) fn new(
+        ordered: &[(u32, &[u8], bool, bool)],
+    ) -> Result<Partitioner, aho_corasick::BuildError> {
         let usable: Vec<&(u32, &[u8], bool, bool)> =
             ordered.iter().filter(|t| !t.1.is_empty()).collect();
         if usable.is_empty() {
-            return Partitioner {
+            return Ok(Partitioner {
                 automaton: None,
                 patterns: Vec::new(),
-            };
+            });
         }
         let automaton = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            .build(usable.iter().map(|t| t.1))
-            .expect("special-token automaton builds");
+            .build(usable.iter().map(|t| t.1))?;
         let patterns = usable
             .iter()
             .enumerate()
             .map(|(rank, t)| (t.0, rank as u32, t.2, t.3))
             .collect();
-        Partitioner {
+        Ok(Partitioner {
             automaton: Some(automaton),
             patterns,
-        }
+        })
     }
 
     /// Cuts `text` into text and token fragments (empty text fragments dropped).
@@ -340,7 +344,7 @@ mod tests {
     fn longer_token_claims_first() {
         let toks: Vec<(u32, &[u8], bool, bool)> =
             vec![(7, b"bcd", false, false), (5, b"ab", false, false)];
-        let p = Partitioner::new(&toks);
+        let p = Partitioner::new(&toks).unwrap();
         let mut out = Vec::new();
         p.partition(b"abcd ab", &mut out);
         assert_eq!(
@@ -353,7 +357,9 @@ mod tests {
             ]
         );
         let strip: Vec<(u32, &[u8], bool, bool)> = vec![(1, b"<x>", true, true)];
-        Partitioner::new(&strip).partition(b"a  <x>  b<x>", &mut out);
+        Partitioner::new(&strip)
+            .unwrap()
+            .partition(b"a  <x>  b<x>", &mut out);
         assert_eq!(
             out,
             vec![
