@@ -6,6 +6,7 @@ regression fails its test instead of killing the session."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -253,3 +254,31 @@ def test_gguf_counts_past_the_file_are_refused(tmp_path):
     path.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (1 << 24).to_bytes(8, "little"))
     with pytest.raises(InputError, match=r"count\.gguf: corrupt GGUF metadata at byte 16: key/value count 16777216"):
         _core.GgufTokenizer(str(path))
+
+
+# --- nested aliases: detection memory linear in the text ----------------------------
+
+_NESTED_ALIASES = r"""
+import json, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from aotcc import _core
+spec = {"terms": [{"name": " ".join(["aa"] * k), "definition": f"d{k}"} for k in range(1, 301)]}
+text = "aa " * 2_000_000
+compiler = _core.Compiler(json.dumps(spec))
+found = compiler.detect(text)
+artifact = compiler.compile([("nested.md", text.encode())])
+assert artifact.source() == text.encode()
+print(len(found["start"]), len(artifact.text))
+"""
+
+
+def test_nested_aliases_detect_under_a_memory_limit():
+    # 300 terms `aa`, `aa aa`, ... over 6 MB of `aa aa ...` reached 23.7 GB.
+    env = dict(os.environ, RAYON_NUM_THREADS="2", MALLOC_ARENA_MAX="2")
+    r = subprocess.run(
+        [sys.executable, "-c", _NESTED_ALIASES, str(512 << 20)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    occurrences, _ = r.stdout.split()
+    assert int(occurrences) == 2_000_000 // 300 + 1
