@@ -44,11 +44,14 @@ fn nested_spec(terms: usize) -> String {
 /// The tests of this file run one at a time: the counters are process-wide.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The peak heap above what was live before `f` ran.
 fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let _alone = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let out = f();
@@ -57,6 +60,7 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 #[test]
 fn regression_nested_aliases_detect_in_linear_memory() {
+    let _alone = alone();
     let compiler = Compiler::new(&nested_spec(300), "nested.json", CompileOptions::default())
         .expect("the spec is valid");
     let text = "aa ".repeat(2_000_000);
@@ -77,6 +81,7 @@ fn regression_nested_aliases_detect_in_linear_memory() {
 
 #[test]
 fn nested_aliases_compile_in_linear_memory() {
+    let _alone = alone();
     let compiler = Compiler::new(&nested_spec(300), "nested.json", CompileOptions::default())
         .expect("the spec is valid");
     let text = "aa ".repeat(300_000);
@@ -96,6 +101,7 @@ fn nested_aliases_compile_in_linear_memory() {
 
 #[test]
 fn a_rejected_longest_match_still_reveals_the_shorter_ones() {
+    let _alone = alone();
     // Every alias but the shortest ends inside a word, at every start.
     let terms: Vec<serde_json::Value> = (1..=40)
         .map(|k| serde_json::json!({"name": "ab".repeat(k), "definition": format!("d{k}")}))
@@ -112,6 +118,7 @@ fn a_rejected_longest_match_still_reveals_the_shorter_ones() {
 
 #[test]
 fn nested_aliases_that_match_anywhere_stay_linear() {
+    let _alone = alone();
     // Not whole-word, case-sensitive, and starting with punctuation: the other automata.
     for (options, unit) in [
         (r#""whole_word": false"#, "aa "),
