@@ -1,13 +1,15 @@
 //! Detection stays linear in memory however the aliases nest. `aa`, `aa aa`, …,
 //! 300 words over 6 MB of `aa aa …` reached 23.7 GB when every overlapping match was
 //! collected before choosing; the peak heap is measured here by a counting allocator.
+//! So does the GGUF tokenizer's special-token partition, where a model's user-defined
+//! tokens nest the same way.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use aotcc::{CompileOptions, Compiler, Estimator, Source};
+use aotcc::{CompileOptions, Compiler, Estimator, Gguf, GgufTokenizer, Source};
 
 struct Counting;
 
@@ -143,4 +145,70 @@ fn nested_aliases_that_match_anywhere_stay_linear() {
         assert!(peak < 3 * text.len(), "{options}: {peak} bytes");
         assert!(clock.elapsed().as_secs_f64() < 20.0, "{options}");
     }
+}
+
+/// A SentencePiece-style vocabulary: `<unk>`, the byte tokens, `a`, and the user-defined
+/// tokens `aa`, `aaa`, … up to `n` letters.
+fn nested_vocab(n: usize) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s);
+    }
+    let mut tokens: Vec<Vec<u8>> = vec![b"<unk>".to_vec()];
+    tokens.extend((0..256).map(|b| format!("<0x{b:02X}>").into_bytes()));
+    tokens.extend((1..=n).map(|k| vec![b'a'; k]));
+    let types: Vec<i32> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match i {
+            0 => 2,
+            1..=256 => 6,
+            _ if t.len() > 1 => 4,
+            _ => 1,
+        })
+        .collect();
+    let mut d = b"GGUF".to_vec();
+    d.extend(3u32.to_le_bytes());
+    d.extend(0u64.to_le_bytes());
+    d.extend(3u64.to_le_bytes());
+    put(&mut d, b"tokenizer.ggml.model");
+    d.extend(8u32.to_le_bytes());
+    put(&mut d, b"llama");
+    put(&mut d, b"tokenizer.ggml.tokens");
+    d.extend(9u32.to_le_bytes());
+    d.extend(8u32.to_le_bytes());
+    d.extend((tokens.len() as u64).to_le_bytes());
+    for t in &tokens {
+        put(&mut d, t);
+    }
+    put(&mut d, b"tokenizer.ggml.token_type");
+    d.extend(9u32.to_le_bytes());
+    d.extend(5u32.to_le_bytes());
+    d.extend((types.len() as u64).to_le_bytes());
+    for t in types {
+        d.extend(t.to_le_bytes());
+    }
+    d
+}
+
+#[test]
+fn regression_nested_special_tokens_tokenize_in_linear_memory() {
+    let _alone = alone();
+    // Every user-defined token ends at every byte of `aaaa…`: 300 occurrences a byte
+    // were collected (9.6 GB over 1 MB) before any was claimed.
+    let g = Gguf::parse(&nested_vocab(300), "nested.gguf").unwrap();
+    let t = GgufTokenizer::from_gguf(&g).unwrap();
+    let text = "a".repeat(1_000_000);
+    let clock = Instant::now();
+    let (ids, peak) = peak_during(|| t.tokenize(&text).unwrap());
+    // The longest token claims first, left to right: 3,333 of 300 letters, then 100.
+    assert_eq!(ids.len(), 1_000_000 / 300 + 1);
+    assert_eq!(t.token_text(ids[0]).unwrap().len(), 300);
+    assert_eq!(t.token_text(*ids.last().unwrap()).unwrap().len(), 100);
+    assert!(
+        peak < 40 * text.len(),
+        "tokenizing took {peak} bytes over a {}-byte text",
+        text.len()
+    );
+    assert!(clock.elapsed().as_secs_f64() < 30.0);
 }
