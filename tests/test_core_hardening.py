@@ -221,6 +221,13 @@ def test_cli_keeps_interrupt_and_exit(cli, monkeypatch):
         cli("inspect", "x")
 
 
+def test_segment_takes_file_starts_in_any_order():
+    text = "héllo wörld\n\nnext file"
+    assert list(_core.segment(text, [13, 0, 6, 6])["start"]) == list(_core.segment(text, [0, 6, 13])["start"])
+    with pytest.raises(_core.InputError, match="file start 99 is past the end of the text"):
+        _core.segment(text, [99, 0])
+
+
 # --- GGUF metadata: nesting and counts bounded by the file ---------------------------
 
 

@@ -648,14 +648,23 @@ fn segment_guarded<'py>(
     text: &str,
     file_starts: Vec<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    // In order and once each, converted in one pass over the text.
+    let mut file_starts = file_starts;
+    file_starts.sort_unstable();
+    file_starts.dedup();
     let mut starts = Vec::with_capacity(file_starts.len());
-    for c in file_starts {
-        starts.push(byte_offset(text, c).ok_or_else(|| {
-            InputError::new_err(format!(
-                "file start {c} is past the end of the text ({} characters)",
-                text.chars().count()
-            ))
-        })?);
+    let mut wanted = file_starts.iter().copied().peekable();
+    let boundaries = text.char_indices().map(|(b, _)| b).chain([text.len()]);
+    for (c, b) in boundaries.enumerate() {
+        while wanted.next_if_eq(&c).is_some() {
+            starts.push(b);
+        }
+    }
+    if let Some(c) = wanted.next() {
+        return Err(InputError::new_err(format!(
+            "file start {c} is past the end of the text ({} characters)",
+            text.chars().count()
+        )));
     }
     let cols = py.detach(|| {
         let units = crate::segment(text, &starts);
