@@ -11,7 +11,7 @@ CORE_STAMP := $(VENV)/.core-stamp
 MODEL_STAMP := $(VENV)/.llama-stamp
 SERVER := $(VENV)/bin/llama-server
 
-.PHONY: demo test bench lint env build llama server clean cargo-test pytest
+.PHONY: demo test bench lint env build llama server clean cargo-test pytest fuzz
 
 ## demo: set up, build, and compile the example prompt (prints chunks, terms, tokens)
 demo: build llama
@@ -67,6 +67,32 @@ eval-full: build llama
 FUZZ_SECONDS ?= 600
 fuzz-py: build
 	AOTCC_FUZZ_SECONDS=$(FUZZ_SECONDS) AOTCC_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_py.py
+
+## fuzz: each cargo-fuzz target (spec, artifact, gguf) for FUZZ_SECONDS (default 600), seeded
+## from the examples, the shared cases and small GGUF vocabularies; crashes are left as files in
+## fuzz/artifacts/TARGET/ (the run goes on past them) and make fails while any is there.
+## A crash, once fixed, moves to tests/data/fuzz/TARGET/ (replayed by cargo test).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= spec artifact gguf
+fuzz: build
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	$(PY) fuzz/seeds.py fuzz/seeds
+	@mkdir -p fuzz/logs; for t in $(FUZZ_TARGETS); do \
+	    case $$t in spec) max_len=16384;; *) max_len=131072;; esac; \
+	    mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t; \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS) s (log: fuzz/logs/$$t.log)"; \
+	    RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	        -max_total_time=$(FUZZ_SECONDS) -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+	        -timeout=30 -rss_limit_mb=2048 -max_len=$$max_len -print_final_stats=1 \
+	        -artifact_prefix=fuzz/artifacts/$$t/ >fuzz/logs/$$t.log 2>&1; rc=$$?; \
+	    if ! grep -qE '^#[0-9]+' fuzz/logs/$$t.log; then \
+	        echo "cargo fuzz run $$t failed (exit $$rc):"; tail -n 20 fuzz/logs/$$t.log; exit 2; fi; \
+	    grep -E '^#[0-9]+' fuzz/logs/$$t.log | tail -n 1; \
+	done
+	@crashes=$$(find fuzz/artifacts -type f | sort); \
+	if [ -n "$$crashes" ]; then \
+	    echo "crash files (replay: RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET FILE):"; echo "$$crashes"; exit 1; \
+	else echo "no crashes"; fi
 
 ## lint: clippy and rustfmt on the core, ruff and mypy (strict on the compile side) on python/aotcc
 lint: env

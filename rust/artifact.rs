@@ -263,6 +263,51 @@ fn column<'a>(tables: &'a Tables, name: &str, table: &str) -> Result<&'a [u8], E
         .ok_or_else(|| Error::artifact(format!("table {table} has no column {name:?}")))
 }
 
+/// A field value quoted in a message, cut short so that one line stays one line.
+fn shorten(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn term_label(i: usize, t: &TermRecord) -> String {
+    format!("terms[{i}] {:?}", shorten(&t.name))
+}
+
+/// Every column of `table` has as many rows as the first.
+fn same_length(table: &str, columns: &[(&str, usize)]) -> Result<(), Error> {
+    let (first, n) = columns[0];
+    match columns.iter().find(|c| c.1 != n) {
+        Some((name, len)) => Err(Error::artifact(format!(
+            "{table} column {name} has {len} rows, {first} has {n}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `start..end` is an ordered span of `text` whose ends sit on character boundaries.
+fn check_span(text: &str, start: u64, end: u64, what: &str) -> Result<(), String> {
+    let len = text.len() as u64;
+    if end < start {
+        return Err(format!("end {end} is before start {start}"));
+    }
+    if end > len {
+        return Err(format!("end {end} is past the {len}-byte {what}"));
+    }
+    for at in [start, end] {
+        if !text.is_char_boundary(at as usize) {
+            return Err(format!("offset {at} is inside a character of the {what}"));
+        }
+    }
+    Ok(())
+}
+
 impl Artifact {
     pub(crate) fn new(
         mut body: Body,
@@ -395,84 +440,413 @@ impl Artifact {
         Ok(artifact)
     }
 
-    /// Structural checks so that a decoded artifact can be used without panics.
+    /// Every field checked before use. The body hash only proves the bytes were not
+    /// damaged, not that a writer made them, so each size, offset, span, kind and term
+    /// index is bounded by what the file holds before anything is allocated from it.
     fn check(&self) -> Result<(), Error> {
-        let text_len = self.body.text.len() as u64;
+        let b = &self.body;
+        if b.format != FORMAT {
+            return Err(Error::artifact(format!(
+                "body format is {:?}, expected {FORMAT:?}",
+                b.format
+            )));
+        }
+        if b.version != FORMAT_VERSION {
+            return Err(Error::artifact(format!(
+                "body version is {}, the header says {FORMAT_VERSION}",
+                b.version
+            )));
+        }
+        self.check_options()?;
+        self.check_terms_shape()?;
+        self.check_source_map()?;
+        // The source map now bounds source_len by the bytes the file holds, so the
+        // source can be restored and every source offset checked against it.
+        let source = self.decompile()?;
+        let got = blake3_hex(source.as_bytes());
+        if got != b.hashes.source {
+            return Err(Error::artifact(format!(
+                "hashes.source is {}, the restored source hashes to {got}",
+                b.hashes.source
+            )));
+        }
+        let got = blake3_hex(b.text.as_bytes());
+        if got != b.hashes.output {
+            return Err(Error::artifact(format!(
+                "hashes.output is {}, the compiled text hashes to {got}",
+                b.hashes.output
+            )));
+        }
+        self.check_files(&source)?;
+        self.check_chunks(&source)?;
+        self.check_occurrences(&source)?;
+        self.check_terms(&source)?;
+        Ok(())
+    }
+
+    fn check_options(&self) -> Result<(), Error> {
+        let o = &self.body.options;
+        if o.budget == 0 {
+            return Err(Error::artifact("options.budget is 0"));
+        }
+        if crate::Placement::parse(&o.placement).is_none() {
+            return Err(Error::artifact(format!(
+                "options.placement {:?} is not \"chunk\" or \"top\"",
+                shorten(&o.placement)
+            )));
+        }
+        if crate::References::parse(&o.references).is_none() {
+            return Err(Error::artifact(format!(
+                "options.references {:?} is not \"tag\", \"annotate\" or \"keep\"",
+                shorten(&o.references)
+            )));
+        }
+        if let Some(t) = o
+            .tag_ids
+            .as_deref()
+            .filter(|t| crate::TagIds::parse(t).is_none())
+        {
+            return Err(Error::artifact(format!(
+                "options.tag_ids {:?} is not \"alpha\" or \"cheap\"",
+                shorten(t)
+            )));
+        }
+        if let Some(t) = o
+            .tag_style
+            .as_deref()
+            .filter(|t| crate::TagStyle::parse(t).is_none())
+        {
+            return Err(Error::artifact(format!(
+                "options.tag_style {:?} is not \"seed\" or \"short\"",
+                shorten(t)
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the source map needs of the term records: which terms have a tag, and
+    /// that each tag is spelled from its id.
+    fn check_terms_shape(&self) -> Result<(), Error> {
+        let style = self.tag_style();
+        let prefix = &self.body.options.id_prefix;
+        for (i, t) in self.body.terms.iter().enumerate() {
+            let fail = |msg: String| Error::artifact(format!("{}: {msg}", term_label(i, t)));
+            match (&t.id, &t.tag) {
+                (None, None) => {}
+                (Some(id), Some(tag)) if *tag == style.element(prefix, id) => {}
+                (Some(id), Some(tag)) => {
+                    return Err(fail(format!(
+                        "tag {:?} is not the element name of id {:?}",
+                        shorten(tag),
+                        shorten(id)
+                    )))
+                }
+                _ => {
+                    return Err(fail(
+                        "has an id without a tag, or a tag without an id".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_source_map(&self) -> Result<(), Error> {
+        let b = &self.body;
+        let text = b.text.as_str();
+        let text_len = text.len() as u64;
         let m = &self.source_map;
         let n = m.out_start.len();
-        if [
-            m.out_end.len(),
-            m.src_start.len(),
-            m.src_end.len(),
-            m.kind.len(),
-            m.term.len(),
-        ]
-        .iter()
-        .any(|&l| l != n)
-        {
-            return Err(Error::artifact("source map columns differ in length"));
-        }
-        let mut originals = 0u64;
-        let mut prev_out = 0u64;
+        same_length(
+            "source_map",
+            &[
+                ("out_start", n),
+                ("out_end", m.out_end.len()),
+                ("src_start", m.src_start.len()),
+                ("src_end", m.src_end.len()),
+                ("kind", m.kind.len()),
+                ("term", m.term.len()),
+            ],
+        )?;
+        let originals = b.originals.as_str();
+        let style = self.tag_style();
+        let (mut out_pos, mut src_pos, mut orig_pos) = (0u64, 0u64, 0u64);
         for i in 0..n {
-            let (os, oe) = (m.out_start[i], m.out_end[i]);
-            if os != prev_out
-                || oe < os
-                || oe > text_len
-                || !self.body.text.is_char_boundary(os as usize)
-                || !self.body.text.is_char_boundary(oe as usize)
-            {
-                return Err(Error::artifact(format!(
-                    "source map row {i} has a bad compiled span {os}..{oe}"
+            let fail = |msg: String| Error::artifact(format!("source_map row {i}: {msg}"));
+            let (os, oe, ss, se) = (m.out_start[i], m.out_end[i], m.src_start[i], m.src_end[i]);
+            let term = m.term[i];
+            if os != out_pos {
+                return Err(fail(format!(
+                    "out_start {os} does not follow the previous row, which ends at {out_pos}"
                 )));
             }
-            prev_out = oe;
-            let kind = SpanKind::from_u8(m.kind[i]).ok_or_else(|| {
-                Error::artifact(format!("source map row {i} has kind {}", m.kind[i]))
-            })?;
-            if m.src_end[i] < m.src_start[i] || m.src_end[i] > self.body.source_len {
-                return Err(Error::artifact(format!(
-                    "source map row {i} has a bad source span"
+            if oe < os {
+                return Err(fail(format!("out_end {oe} is before out_start {os}")));
+            }
+            if oe > text_len {
+                return Err(fail(format!(
+                    "out_end {oe} is past the {text_len}-byte compiled text"
                 )));
             }
-            if kind == SpanKind::Reference {
-                originals += m.src_end[i] - m.src_start[i];
+            if !text.is_char_boundary(oe as usize) {
+                return Err(fail(format!(
+                    "out_end {oe} is inside a character of the compiled text"
+                )));
             }
+            let kind = SpanKind::from_u8(m.kind[i])
+                .ok_or_else(|| fail(format!("kind {} is not 0, 1, 2 or 3", m.kind[i])))?;
+            if ss != src_pos {
+                return Err(fail(format!(
+                    "src_start {ss} does not follow the source restored so far ({src_pos} bytes)"
+                )));
+            }
+            if se < ss {
+                return Err(fail(format!("src_end {se} is before src_start {ss}")));
+            }
+            if se > b.source_len {
+                return Err(fail(format!(
+                    "src_end {se} is past the {}-byte source",
+                    b.source_len
+                )));
+            }
+            if kind == SpanKind::Copy {
+                if term != -1 {
+                    return Err(fail(format!("a copied span names term {term}")));
+                }
+                if se - ss != oe - os {
+                    return Err(fail(format!(
+                        "a copied span is {} bytes in the compiled text and {} in the source",
+                        oe - os,
+                        se - ss
+                    )));
+                }
+            } else {
+                let tag = usize::try_from(term)
+                    .ok()
+                    .and_then(|t| b.terms.get(t))
+                    .and_then(|t| t.tag.as_deref())
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "term {term} is not one of the {} terms with a tag",
+                            b.terms.len()
+                        ))
+                    })?;
+                if kind != SpanKind::Definition
+                    && text[os as usize..oe as usize] != style.reference(tag)
+                {
+                    return Err(fail(format!(
+                        "compiled text {os}..{oe} is not the reference tag of term {term}"
+                    )));
+                }
+            }
+            match kind {
+                SpanKind::Definition | SpanKind::Annotation if se != ss => {
+                    return Err(fail(format!(
+                        "inserted text has a source span {ss}..{se}, not an empty one"
+                    )));
+                }
+                SpanKind::Reference => {
+                    let end = orig_pos + (se - ss);
+                    if end > originals.len() as u64 {
+                        return Err(fail(format!(
+                            "a reference needs replaced text up to byte {end}, originals has {} bytes",
+                            originals.len()
+                        )));
+                    }
+                    if !originals.is_char_boundary(end as usize) {
+                        return Err(fail(format!(
+                            "a reference ends inside a character of originals, at byte {end}"
+                        )));
+                    }
+                    orig_pos = end;
+                }
+                _ => {}
+            }
+            out_pos = oe;
+            src_pos = se;
         }
-        if prev_out != text_len {
-            return Err(Error::artifact(
-                "source map does not cover the compiled text",
-            ));
+        if out_pos != text_len {
+            return Err(Error::artifact(format!(
+                "source_map covers {out_pos} bytes of the {text_len}-byte compiled text"
+            )));
         }
-        if originals != self.body.originals.len() as u64 {
-            return Err(Error::artifact(
-                "source map and replaced text differ in length",
-            ));
+        if src_pos != b.source_len {
+            return Err(Error::artifact(format!(
+                "source_map restores {src_pos} bytes, source_len says {}",
+                b.source_len
+            )));
         }
+        if orig_pos != originals.len() as u64 {
+            return Err(Error::artifact(format!(
+                "source_map uses {orig_pos} bytes of originals, which has {}",
+                originals.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_files(&self, source: &str) -> Result<(), Error> {
+        let mut pos = 0u64;
+        for (i, f) in self.body.files.iter().enumerate() {
+            let fail =
+                |msg: String| Error::artifact(format!("files[{i}] {:?}: {msg}", shorten(&f.name)));
+            if f.start != pos {
+                return Err(fail(format!(
+                    "start {} does not follow the previous file, which ends at {pos}",
+                    f.start
+                )));
+            }
+            check_span(source, f.start, f.end, "source").map_err(fail)?;
+            let got = blake3_hex(&source.as_bytes()[f.start as usize..f.end as usize]);
+            if got != f.blake3 {
+                return Err(fail(format!(
+                    "blake3 is {}, its bytes hash to {got}",
+                    shorten(&f.blake3)
+                )));
+            }
+            pos = f.end;
+        }
+        if pos != source.len() as u64 {
+            return Err(Error::artifact(format!(
+                "files cover {pos} bytes of the {}-byte source",
+                source.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_chunks(&self, source: &str) -> Result<(), Error> {
         let c = &self.chunks;
         let k = c.src_start.len();
-        if [
-            c.src_end.len(),
-            c.out_start.len(),
-            c.out_end.len(),
-            c.tokens.len(),
-            c.out_tokens.len(),
-        ]
-        .iter()
-        .any(|&l| l != k)
-        {
-            return Err(Error::artifact("chunk columns differ in length"));
+        same_length(
+            "chunks",
+            &[
+                ("src_start", k),
+                ("src_end", c.src_end.len()),
+                ("out_start", c.out_start.len()),
+                ("out_end", c.out_end.len()),
+                ("tokens", c.tokens.len()),
+                ("out_tokens", c.out_tokens.len()),
+            ],
+        )?;
+        let text = self.body.text.as_str();
+        let (mut src_pos, mut out_pos) = (0u64, 0u64);
+        let mut out_tokens = 0u64;
+        for i in 0..k {
+            let fail = |msg: String| Error::artifact(format!("chunks row {i}: {msg}"));
+            if c.src_start[i] != src_pos || c.out_start[i] != out_pos {
+                return Err(fail(format!(
+                    "span {}..{} (compiled {}..{}) does not follow the previous chunk, which ends at {src_pos} (compiled {out_pos})",
+                    c.src_start[i], c.src_end[i], c.out_start[i], c.out_end[i]
+                )));
+            }
+            check_span(source, c.src_start[i], c.src_end[i], "source").map_err(fail)?;
+            check_span(text, c.out_start[i], c.out_end[i], "compiled text").map_err(fail)?;
+            src_pos = c.src_end[i];
+            out_pos = c.out_end[i];
+            out_tokens += u64::from(c.out_tokens[i]);
         }
+        if src_pos != source.len() as u64 || out_pos != text.len() as u64 {
+            return Err(Error::artifact(format!(
+                "chunks cover {src_pos} bytes of the {}-byte source and {out_pos} of the {}-byte compiled text",
+                source.len(),
+                text.len()
+            )));
+        }
+        if out_tokens != self.body.out_tokens {
+            return Err(Error::artifact(format!(
+                "out_tokens is {}, the chunks add up to {out_tokens}",
+                self.body.out_tokens
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_occurrences(&self, source: &str) -> Result<(), Error> {
         let o = &self.occurrences;
         let j = o.start.len();
-        if [o.end.len(), o.term.len(), o.chunk.len()]
-            .iter()
-            .any(|&l| l != j)
-        {
-            return Err(Error::artifact("occurrence columns differ in length"));
+        same_length(
+            "occurrences",
+            &[
+                ("start", j),
+                ("end", o.end.len()),
+                ("term", o.term.len()),
+                ("chunk", o.chunk.len()),
+            ],
+        )?;
+        let terms = &self.body.terms;
+        let c = &self.chunks;
+        let mut per_term = vec![0u64; terms.len()];
+        let mut prev_end = 0u64;
+        for i in 0..j {
+            let fail = |msg: String| Error::artifact(format!("occurrences row {i}: {msg}"));
+            let (s, e) = (o.start[i], o.end[i]);
+            if s < prev_end {
+                return Err(fail(format!(
+                    "start {s} is before the end of the previous occurrence, {prev_end}"
+                )));
+            }
+            check_span(source, s, e, "source").map_err(fail)?;
+            if s == e {
+                return Err(fail(format!("empty span {s}..{e}")));
+            }
+            let t = o.term[i] as usize;
+            *per_term.get_mut(t).ok_or_else(|| {
+                fail(format!("term {t} is not one of the {} terms", terms.len()))
+            })? += 1;
+            let ch = o.chunk[i] as usize;
+            if ch >= c.src_start.len() || s < c.src_start[ch] || s >= c.src_end[ch] {
+                return Err(fail(format!("start {s} is not in chunk {ch}")));
+            }
+            prev_end = e;
         }
-        if o.term.iter().any(|&t| t as usize >= self.body.terms.len()) {
-            return Err(Error::artifact("an occurrence names an unknown term"));
+        for (i, t) in terms.iter().enumerate() {
+            if u64::from(t.occurrences) != per_term[i] {
+                return Err(Error::artifact(format!(
+                    "{}: occurrences is {}, the occurrence table has {}",
+                    term_label(i, t),
+                    t.occurrences,
+                    per_term[i]
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_terms(&self, source: &str) -> Result<(), Error> {
+        let b = &self.body;
+        let names: std::collections::HashSet<&str> =
+            b.terms.iter().map(|t| t.name.as_str()).collect();
+        let chunks = self.chunks.src_start.len();
+        for (i, t) in b.terms.iter().enumerate() {
+            let fail = |msg: String| Error::artifact(format!("{}: {msg}", term_label(i, t)));
+            if let Some(c) = t.first_chunk {
+                if c as usize >= chunks {
+                    return Err(fail(format!("first_chunk {c} is past the {chunks} chunks")));
+                }
+            }
+            if t.first_chunk.is_some() != t.id.is_some() {
+                return Err(fail(
+                    "first_chunk and id are not both set or both absent".into(),
+                ));
+            }
+            if let Some(at) = t.first_offset {
+                check_span(source, at, at, "source")
+                    .map_err(|m| fail(format!("first_offset: {m}")))?;
+            }
+            if let Some((s, e)) = t.definition_span {
+                if t.id.is_none() {
+                    return Err(fail("has a definition_span but no id".into()));
+                }
+                check_span(&b.text, s, e, "compiled text")
+                    .map_err(|m| fail(format!("definition_span: {m}")))?;
+            }
+            if let Some(d) = t.depends_on.iter().find(|d| !names.contains(d.as_str())) {
+                return Err(fail(format!(
+                    "depends_on names unknown term {:?}",
+                    shorten(d)
+                )));
+            }
         }
         Ok(())
     }
@@ -514,26 +888,46 @@ impl Artifact {
         &self.timings
     }
     /// Restores the source, byte for byte, from the compiled text and the source map.
-    pub fn decompile(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.source_len as usize);
-        let text = self.body.text.as_bytes();
-        let originals = self.body.originals.as_bytes();
-        let mut orig = 0usize;
+    ///
+    /// # Errors
+    /// A [`crate::ErrorKind::Artifact`] error when the source map does not fit the
+    /// compiled text (not for an artifact that [`Artifact::from_bytes`] accepted).
+    pub fn decompile(&self) -> Result<String, Error> {
+        let b = &self.body;
+        let (text, originals) = (b.text.as_bytes(), b.originals.as_bytes());
         let m = &self.source_map;
-        for i in 0..m.kind.len() {
-            match SpanKind::from_u8(m.kind[i]) {
-                Some(SpanKind::Copy) => {
-                    out.extend_from_slice(&text[m.out_start[i] as usize..m.out_end[i] as usize])
-                }
-                Some(SpanKind::Reference) => {
-                    let len = (m.src_end[i] - m.src_start[i]) as usize;
-                    out.extend_from_slice(&originals[orig..orig + len]);
-                    orig += len;
-                }
-                _ => {}
-            }
+        // source_len is what the file claims; never allocate more than it can hold.
+        let limit = (text.len() + originals.len()) as u64;
+        let mut out = Vec::with_capacity(b.source_len.min(limit) as usize);
+        let mut orig = 0usize;
+        let rows = m.kind.len().min(m.out_start.len()).min(m.out_end.len());
+        let rows = rows.min(m.src_start.len()).min(m.src_end.len());
+        for i in 0..rows {
+            let piece = match SpanKind::from_u8(m.kind[i]) {
+                Some(SpanKind::Copy) => usize::try_from(m.out_start[i])
+                    .ok()
+                    .zip(usize::try_from(m.out_end[i]).ok())
+                    .and_then(|(s, e)| text.get(s..e)),
+                Some(SpanKind::Reference) => m.src_end[i]
+                    .checked_sub(m.src_start[i])
+                    .and_then(|len| usize::try_from(len).ok())
+                    .and_then(|len| originals.get(orig..orig.checked_add(len)?))
+                    .inspect(|p| orig += p.len()),
+                _ => Some(&[][..]),
+            };
+            let piece = piece.ok_or_else(|| {
+                Error::artifact(format!(
+                    "source_map row {i}: span is outside the compiled text or originals"
+                ))
+            })?;
+            out.extend_from_slice(piece);
         }
-        out
+        String::from_utf8(out).map_err(|e| {
+            Error::artifact(format!(
+                "the restored source is not UTF-8 at byte {}",
+                e.utf8_error().valid_up_to()
+            ))
+        })
     }
     /// How the artifact's tags are spelled.
     pub fn tag_style(&self) -> crate::TagStyle {

@@ -338,7 +338,7 @@ impl Compiler {
     /// # Errors
     /// A [`ErrorKind::Plan`] error for a `requires` cycle.
     pub fn from_spec(spec: Spec, options: CompileOptions) -> Result<Compiler, Error> {
-        let detector = Detector::new(&spec);
+        let detector = Detector::new(&spec)?;
         let deps = Dependencies::build(&spec, &detector)?;
         let spec_hash = blake3_hex(spec.canonical_json().as_bytes());
         Ok(Compiler {

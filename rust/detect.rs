@@ -1,13 +1,17 @@
-//! Detection: one Aho-Corasick automaton over every alias of every term, run on the
-//! case-folded text. All matches are collected (overlapping), checked for case and
-//! whole-word boundaries, and the valid ones chosen leftmost-longest, so a longer match
-//! rejected by a boundary never hides a valid shorter one at the same place.
+//! Detection: Aho-Corasick automata over every alias of every term, searched anchored
+//! at each place a match may start, on the case-folded text (or the text as written,
+//! for case-sensitive terms). At each start only the longest match that passes the
+//! whole-word and file checks is taken, by asking again for a shorter one when a
+//! longer one fails, so a longer match rejected by a boundary never hides a valid
+//! shorter one; and a start inside the last occurrence taken is not searched at all.
+//! Work and memory stay linear in the text however the aliases nest (collecting every
+//! overlapping match first grew without bound: `aa`, `aa aa`, … over `aa aa …`).
 //! Aliases hold no line break, so the text is searched in parallel, cut at newlines.
 
-use aho_corasick::automaton::OverlappingState;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use rayon::prelude::*;
 
+use crate::error::Error;
 use crate::spec::Spec;
 use crate::text::{char_at, char_before, fold_into, is_word_char};
 
@@ -28,25 +32,33 @@ pub struct Occurrence {
 struct Pattern {
     term: u32,
     alias: u32,
-    /// The alias as written (compared byte for byte when the term is case-sensitive).
-    exact: Box<str>,
-    case_sensitive: bool,
     whole_word: bool,
 }
 
-/// The detection automaton for one spec.
+/// One automaton and the patterns it holds.
+#[derive(Debug, Clone)]
+struct Group {
+    /// Leftmost-longest. Anchored: the longest pattern starting where the search does;
+    /// unanchored (the `anywhere` groups): where the next match starts.
+    ac: AhoCorasick,
+    patterns: Vec<Pattern>,
+    /// Byte length of the longest pattern: how far a search from one start may look.
+    max_len: usize,
+    /// Searched in the text as written (case-sensitive terms), not the folded text.
+    exact: bool,
+}
+
+/// The detection automata for one spec.
 ///
 /// Most aliases are whole-word and start with a word character, so a match can only
-/// begin where a word begins. Those go into an anchored automaton run from each word
-/// start that passes a small prefix filter; the rest (aliases that may start anywhere)
-/// go into an ordinary unanchored automaton. Both report every match (overlapping),
-/// so a longer match rejected by a check never hides a shorter valid one.
+/// begin where a word begins: those are searched from each word start that passes a
+/// small prefix filter. The rest (aliases that may start anywhere) are searched from
+/// the start of each match an unanchored search finds.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    anchored: Option<(AhoCorasick, Vec<Pattern>)>,
-    /// Byte length of the longest anchored alias: the window searched at a word start.
-    max_anchored: usize,
-    anywhere: Option<(AhoCorasick, Vec<Pattern>)>,
+    /// Whole-word aliases starting with a word character: case-folded, then exact.
+    at_word: Vec<Group>,
+    anywhere: Vec<Group>,
     filter: PrefixFilter,
 }
 
@@ -93,6 +105,7 @@ impl PrefixFilter {
         f
     }
 
+    /// `b`: the folded bytes at a start (up to three; fewer at the end of a piece).
     #[inline]
     fn may_match(&self, b: &[u8]) -> bool {
         bit(&self.one, b[0] as usize)
@@ -137,72 +150,98 @@ fn ascii_masks(block: &[u8; 64]) -> (u64, u64) {
     (word, high)
 }
 
-fn build(folded: &[String], anchored: bool) -> AhoCorasick {
+fn build(patterns: &[String], start: StartKind) -> Result<AhoCorasick, aho_corasick::BuildError> {
     // A DFA is the fastest; its size grows with the patterns, so very large glossaries
     // fall back to the contiguous NFA.
-    let total: usize = folded.iter().map(String::len).sum();
+    let total: usize = patterns.iter().map(String::len).sum();
     let kind = if total <= 400_000 {
         AhoCorasickKind::DFA
     } else {
         AhoCorasickKind::ContiguousNFA
     };
-    let start = if anchored {
-        StartKind::Anchored
-    } else {
-        StartKind::Unanchored
+    let builder = |kind| {
+        AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .start_kind(start)
+            .kind(kind)
+            .build(patterns)
     };
-    AhoCorasick::builder()
-        .match_kind(MatchKind::Standard)
-        .start_kind(start)
-        .kind(Some(kind))
-        .build(folded)
-        .or_else(|_| {
-            AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .start_kind(start)
-                .build(folded)
-        })
-        .expect("aliases are non-empty, bounded strings")
+    builder(Some(kind)).or_else(|_| builder(None))
+}
+
+/// A piece of the text being searched, with its case fold.
+struct Piece<'a> {
+    text: &'a str,
+    start: usize,
+    end: usize,
+    /// `text[start..end]` case-folded (the same byte offsets).
+    folded: &'a [u8],
+    file_starts: &'a [usize],
 }
 
 impl Detector {
     /// Builds the automata over all aliases of all terms of `spec`.
-    pub fn new(spec: &Spec) -> Detector {
-        let mut at_word: Vec<(String, Pattern)> = Vec::new();
-        let mut anywhere: Vec<(String, Pattern)> = Vec::new();
+    ///
+    /// # Errors
+    /// A [`crate::ErrorKind::Spec`] error when the aliases are too many or too long
+    /// for an automaton.
+    pub fn new(spec: &Spec) -> Result<Detector, Error> {
+        // [at word, anywhere] x [folded, exact]: (search strings, patterns).
+        let mut lists: [[(Vec<String>, Vec<Pattern>); 2]; 2] = Default::default();
+        let mut word_prefixes: Vec<String> = Vec::new();
         for (t, term) in spec.terms.iter().enumerate() {
             for (a, alias) in term.aliases.iter().enumerate() {
-                let mut f = String::with_capacity(alias.len());
-                fold_into(alias, &mut f);
-                let starts_word = alias.chars().next().is_some_and(is_word_char);
-                let pattern = Pattern {
+                let mut folded = String::with_capacity(alias.len());
+                fold_into(alias, &mut folded);
+                let at_word = term.whole_word && alias.chars().next().is_some_and(is_word_char);
+                if at_word {
+                    word_prefixes.push(folded.clone());
+                }
+                let list = &mut lists[usize::from(!at_word)][usize::from(term.case_sensitive)];
+                list.0.push(if term.case_sensitive {
+                    alias.clone()
+                } else {
+                    folded
+                });
+                list.1.push(Pattern {
                     term: t as u32,
                     alias: a as u32,
-                    exact: alias.as_str().into(),
-                    case_sensitive: term.case_sensitive,
                     whole_word: term.whole_word,
-                };
-                if term.whole_word && starts_word {
-                    at_word.push((f, pattern));
-                } else {
-                    anywhere.push((f, pattern));
-                }
+                });
             }
         }
-        let filter = PrefixFilter::new(at_word.iter().map(|(f, _)| f.as_bytes()));
-        let max_anchored = at_word.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
-        let make = |list: Vec<(String, Pattern)>, anchored: bool| {
-            (!list.is_empty()).then(|| {
-                let (folded, patterns): (Vec<String>, Vec<Pattern>) = list.into_iter().unzip();
-                (build(&folded, anchored), patterns)
-            })
-        };
-        Detector {
-            anchored: make(at_word, true),
-            anywhere: make(anywhere, false),
-            filter,
-            max_anchored,
+        let filter = PrefixFilter::new(word_prefixes.iter().map(String::as_bytes));
+        let mut groups: [Vec<Group>; 2] = Default::default();
+        for (kind, pair) in lists.into_iter().enumerate() {
+            for (exact, (strings, patterns)) in pair.into_iter().enumerate() {
+                if strings.is_empty() {
+                    continue;
+                }
+                let start = if kind == 0 {
+                    StartKind::Anchored
+                } else {
+                    StartKind::Both
+                };
+                let ac = build(&strings, start).map_err(|e| {
+                    Error::spec(format!(
+                        "the {} aliases do not fit one automaton: {e}",
+                        strings.len()
+                    ))
+                })?;
+                groups[kind].push(Group {
+                    ac,
+                    max_len: strings.iter().map(String::len).max().unwrap_or(0),
+                    patterns,
+                    exact: exact == 1,
+                });
+            }
         }
+        let [at_word, anywhere] = groups;
+        Ok(Detector {
+            at_word,
+            anywhere,
+            filter,
+        })
     }
 
     /// All occurrences in `text`, in order. `file_starts` are offsets no match may cross.
@@ -222,34 +261,6 @@ impl Detector {
         all
     }
 
-    /// Checks one raw match and keeps it when valid.
-    #[inline]
-    fn accept(
-        &self,
-        text: &str,
-        p: &Pattern,
-        s: usize,
-        e: usize,
-        file_starts: &[usize],
-        out: &mut Vec<Occurrence>,
-    ) {
-        if p.case_sensitive && &text.as_bytes()[s..e] != p.exact.as_bytes() {
-            return;
-        }
-        if p.whole_word && !whole_word(text, s, e) {
-            return;
-        }
-        if crosses(file_starts, s, e) {
-            return;
-        }
-        out.push(Occurrence {
-            start: s,
-            end: e,
-            term: p.term,
-            alias: p.alias,
-        });
-    }
-
     /// Occurrences inside `text[start..end]`, judged against the whole `text`.
     /// `start` and `end` must sit on line boundaries (or the ends of the text).
     pub(crate) fn find_in(
@@ -259,122 +270,227 @@ impl Detector {
         end: usize,
         file_starts: &[usize],
     ) -> Vec<Occurrence> {
-        let mut candidates: Vec<Occurrence> = Vec::new();
-        if let Some((ac, patterns)) = &self.anywhere {
-            let mut folded = String::with_capacity(end - start);
-            fold_into(&text[start..end], &mut folded);
-            for m in ac.find_overlapping_iter(folded.as_bytes()) {
-                self.accept(
-                    text,
-                    &patterns[m.pattern().as_usize()],
-                    start + m.start(),
-                    start + m.end(),
-                    file_starts,
-                    &mut candidates,
-                );
+        if self.at_word.is_empty() && self.anywhere.is_empty() {
+            return Vec::new();
+        }
+        let mut folded = String::with_capacity(end - start);
+        fold_into(&text[start..end], &mut folded);
+        let piece = Piece {
+            text,
+            start,
+            end,
+            folded: folded.as_bytes(),
+            file_starts,
+        };
+        let mut scan = Scan {
+            detector: self,
+            piece: &piece,
+            out: Vec::new(),
+            taken_to: start,
+            cursor: start,
+            next: vec![None; self.anywhere.len()],
+        };
+        if !self.at_word.is_empty() {
+            word_starts(text, start, end, |i| {
+                scan.anywhere_before(i);
+                scan.word_start(i);
+            });
+        }
+        scan.anywhere_before(end);
+        scan.out
+    }
+
+    /// Improves `best` with the longest valid whole-word match at word start `i`.
+    #[inline]
+    fn longest_at_word(&self, p: &Piece<'_>, i: usize, best: &mut Option<Occurrence>) {
+        let head = &p.folded[i - p.start..];
+        if self.filter.may_match(&head[..head.len().min(3)]) {
+            for g in &self.at_word {
+                self.longest_in(g, p, i, best);
             }
         }
-        if let Some((ac, patterns)) = &self.anchored {
-            // Scan the source itself, 64 bytes at a time as bitmasks where the bytes are
-            // ASCII; only at a word start that passes the prefix filter is a window of at
-            // most the longest alias folded and searched.
-            let bytes = text.as_bytes();
-            let mut window = String::with_capacity(self.max_anchored + 4);
-            let mut at_word_start = |i: usize, candidates: &mut Vec<Occurrence>| {
-                let head = &bytes[i..(i + 3).min(end)];
-                if head.is_ascii() {
-                    let mut low = [0u8; 3];
-                    for (k, b) in head.iter().enumerate() {
-                        low[k] = b.to_ascii_lowercase();
-                    }
-                    if !self.filter.may_match(&low[..head.len()]) {
-                        return;
-                    }
-                }
-                let mut we = (i + self.max_anchored).min(end);
-                while !text.is_char_boundary(we) {
-                    we += 1;
-                }
-                window.clear();
-                fold_into(&text[i..we], &mut window);
-                let input = Input::new(window.as_bytes()).anchored(Anchored::Yes);
-                let mut state = OverlappingState::start();
-                loop {
-                    ac.find_overlapping(input.clone(), &mut state);
-                    match state.get_match() {
-                        Some(m) => self.accept(
-                            text,
-                            &patterns[m.pattern().as_usize()],
-                            i + m.start(),
-                            i + m.end(),
-                            file_starts,
-                            candidates,
-                        ),
-                        None => break,
-                    }
-                }
+    }
+
+    /// Improves `best` with the longest valid match of `g` starting at `i`: the
+    /// longest match first, then shorter ones while the checks reject them.
+    fn longest_in(&self, g: &Group, p: &Piece<'_>, i: usize, best: &mut Option<Occurrence>) {
+        let hay = g.haystack(p);
+        let rel = i - p.start;
+        // A match ending before the best one's end cannot win.
+        let min_end = best.map_or(rel + 1, |b: Occurrence| b.end - p.start);
+        let mut limit = (rel + g.max_len).min(hay.len());
+        while limit >= min_end {
+            let input = Input::new(hay).span(rel..limit).anchored(Anchored::Yes);
+            let Some(m) = g.ac.find(input) else {
+                return;
             };
-            let mut prev_word = char_before(text, start).is_some_and(is_word_char);
-            let mut i = start;
-            while i < end {
-                if i + 64 <= end {
-                    let (word, high) = ascii_masks(bytes[i..i + 64].try_into().expect("64 bytes"));
-                    if high == 0 {
-                        let mut starts = word & !((word << 1) | u64::from(prev_word));
-                        while starts != 0 {
-                            at_word_start(i + starts.trailing_zeros() as usize, &mut candidates);
-                            starts &= starts - 1;
-                        }
-                        prev_word = word >> 63 == 1;
-                        i += 64;
-                        continue;
-                    }
-                }
-                // Scalar path (non-ASCII nearby, or the tail): one block's worth.
-                let stop = (i + 64).min(end);
-                while i < stop {
-                    let word = match CLASS[bytes[i] as usize] {
-                        0 => false,
-                        1 => true,
-                        3 => {
-                            i += 1;
-                            continue;
-                        }
-                        _ => is_word_char(char_at(text, i).expect("char boundary")),
-                    };
-                    if word && !prev_word {
-                        at_word_start(i, &mut candidates);
-                    }
-                    prev_word = word;
-                    i += 1;
-                }
-                // Finish a character cut by the block end before going back to blocks.
-                while i < end && CLASS[bytes[i] as usize] == 3 {
-                    i += 1;
-                }
+            if m.end() < min_end {
+                return;
             }
+            let pattern = &g.patterns[m.pattern().as_usize()];
+            let (s, e) = (p.start + m.start(), p.start + m.end());
+            if (!pattern.whole_word || whole_word(p.text, s, e)) && !crosses(p.file_starts, s, e) {
+                let found = Occurrence {
+                    start: s,
+                    end: e,
+                    term: pattern.term,
+                    alias: pattern.alias,
+                };
+                let better = best.is_none_or(|b| {
+                    (e, std::cmp::Reverse((found.term, found.alias)))
+                        > (b.end, std::cmp::Reverse((b.term, b.alias)))
+                });
+                if better {
+                    *best = Some(found);
+                }
+                return;
+            }
+            limit = m.end() - 1;
         }
-        leftmost_longest(candidates)
     }
 }
 
-/// Keeps the leftmost, then longest, non-overlapping occurrences.
-fn leftmost_longest(mut candidates: Vec<Occurrence>) -> Vec<Occurrence> {
-    candidates.sort_unstable_by(|a, b| {
-        a.start
-            .cmp(&b.start)
-            .then(b.end.cmp(&a.end))
-            .then(a.term.cmp(&b.term))
-    });
-    let mut out = Vec::with_capacity(candidates.len());
-    let mut last_end = 0;
-    for c in candidates {
-        if c.start >= last_end {
-            last_end = c.end;
-            out.push(c);
+/// One piece's search in progress: leftmost-longest, online, so a start before the end
+/// of the last occurrence taken is never searched.
+struct Scan<'a> {
+    detector: &'a Detector,
+    piece: &'a Piece<'a>,
+    out: Vec<Occurrence>,
+    /// The end of the last occurrence taken.
+    taken_to: usize,
+    /// `anywhere` matches starting before this have been looked at.
+    cursor: usize,
+    /// Per `anywhere` group: where its next match starts, from an unanchored search
+    /// (`usize::MAX`: none), or `None` before the first search.
+    next: Vec<Option<usize>>,
+}
+
+impl Scan<'_> {
+    /// Where the next match of `anywhere` group `g` at or after `i` starts.
+    fn next_at(&mut self, g: usize, i: usize) -> usize {
+        if self.next[g].is_none_or(|n| n < i) {
+            self.next[g] = Some(self.detector.anywhere[g].next_start(self.piece, i));
+        }
+        self.next[g].unwrap_or(usize::MAX)
+    }
+
+    /// Adds to `best` the `anywhere` groups' longest valid match at `i`.
+    fn anywhere_at(&mut self, i: usize, best: &mut Option<Occurrence>) {
+        for g in 0..self.next.len() {
+            if self.next_at(g, i) == i {
+                let group = &self.detector.anywhere[g];
+                self.detector.longest_in(group, self.piece, i, best);
+            }
         }
     }
-    out
+
+    fn take(&mut self, best: Option<Occurrence>) {
+        if let Some(o) = best {
+            self.taken_to = o.end;
+            self.out.push(o);
+        }
+    }
+
+    /// Looks at word start `i`, for both kinds of aliases.
+    fn word_start(&mut self, i: usize) {
+        if i < self.taken_to {
+            return;
+        }
+        let mut best = None;
+        self.detector.longest_at_word(self.piece, i, &mut best);
+        self.anywhere_at(i, &mut best);
+        self.take(best);
+        self.cursor = i + 1;
+    }
+
+    /// Looks at every start of an `anywhere` match before `upto` not looked at yet (no
+    /// word start among them: those are visited by [`Scan::word_start`]).
+    fn anywhere_before(&mut self, upto: usize) {
+        while !self.next.is_empty() {
+            let from = self.cursor.max(self.taken_to);
+            if from >= upto {
+                return;
+            }
+            let at = (0..self.next.len())
+                .map(|g| self.next_at(g, from))
+                .min()
+                .unwrap_or(usize::MAX);
+            if at >= upto {
+                return;
+            }
+            let mut best = None;
+            self.anywhere_at(at, &mut best);
+            self.take(best);
+            // Matches start on character boundaries, so a byte further is enough.
+            self.cursor = at + 1;
+        }
+    }
+}
+
+impl Group {
+    /// The haystack this group searches: the piece as written, or folded.
+    #[inline]
+    fn haystack<'a>(&self, p: &Piece<'a>) -> &'a [u8] {
+        if self.exact {
+            &p.text.as_bytes()[p.start..p.end]
+        } else {
+            p.folded
+        }
+    }
+
+    /// Where the first match at or after `i` starts (`usize::MAX` when none does).
+    fn next_start(&self, p: &Piece<'_>, i: usize) -> usize {
+        let hay = self.haystack(p);
+        let input = Input::new(hay).span(i - p.start..hay.len());
+        self.ac
+            .find(input)
+            .map_or(usize::MAX, |m| p.start + m.start())
+    }
+}
+
+/// Calls `visit` at each word start in `text[start..end]`, in order: 64 bytes at a
+/// time as bitmasks where the bytes are ASCII, one character at a time elsewhere.
+fn word_starts(text: &str, start: usize, end: usize, mut visit: impl FnMut(usize)) {
+    let bytes = text.as_bytes();
+    let mut prev_word = char_before(text, start).is_some_and(is_word_char);
+    let mut i = start;
+    while i < end {
+        if i + 64 <= end {
+            let (word, high) = ascii_masks(bytes[i..i + 64].try_into().expect("64 bytes"));
+            if high == 0 {
+                let mut starts = word & !((word << 1) | u64::from(prev_word));
+                while starts != 0 {
+                    visit(i + starts.trailing_zeros() as usize);
+                    starts &= starts - 1;
+                }
+                prev_word = word >> 63 == 1;
+                i += 64;
+                continue;
+            }
+        }
+        // Scalar path (non-ASCII nearby, or the tail): one block's worth.
+        let stop = (i + 64).min(end);
+        while i < stop {
+            let word = match CLASS[bytes[i] as usize] {
+                0 => false,
+                1 => true,
+                3 => {
+                    i += 1;
+                    continue;
+                }
+                _ => is_word_char(char_at(text, i).expect("char boundary")),
+            };
+            if word && !prev_word {
+                visit(i);
+            }
+            prev_word = word;
+            i += 1;
+        }
+        // Finish a character cut by the block end before going back to blocks.
+        while i < end && CLASS[bytes[i] as usize] == 3 {
+            i += 1;
+        }
+    }
 }
 
 /// True when `[s, e)` is not part of a larger word.
@@ -428,6 +544,7 @@ mod tests {
     fn detect(spec: &str, text: &str) -> Vec<(String, u32)> {
         let spec = Spec::from_json(spec).unwrap();
         Detector::new(&spec)
+            .unwrap()
             .find(text, &[0])
             .iter()
             .map(|o| (text[o.start..o.end].to_string(), o.term))
@@ -470,7 +587,7 @@ mod tests {
             r#"[{"name": "alpha beta", "definition": "a"}, {"name": "beta", "definition": "b"}]"#,
         )
         .unwrap();
-        let d = Detector::new(&spec);
+        let d = Detector::new(&spec).unwrap();
         let line = "x alpha beta y beta-z alphabeta\n";
         let text = line.repeat(40_000);
         let whole = d.find_in(&text, 0, text.len(), &[0]);

@@ -79,6 +79,11 @@ pub struct Gguf {
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 /// More entries than this in a header is a corrupt count, not a model.
 const MAX_ENTRIES: u64 = 1 << 24;
+/// Arrays of arrays deeper than this are refused (llama.cpp reads none at all); the
+/// reader recurses once per level.
+const MAX_DEPTH: u32 = 8;
+/// The fewest bytes a key/value entry takes: key length, an empty key, type, a byte.
+const MIN_ENTRY: u64 = 8 + 4 + 1;
 
 struct Cursor<'a> {
     data: &'a [u8],
@@ -93,8 +98,11 @@ impl<'a> Cursor<'a> {
             format!("{}: corrupt GGUF metadata at byte {at}: {what}", self.name),
         )
     }
+    fn left(&self) -> u64 {
+        (self.data.len() - self.pos) as u64
+    }
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], Error> {
-        let left = (self.data.len() - self.pos) as u64;
+        let left = self.left();
         if n > left {
             return Err(self.fail(
                 self.pos,
@@ -147,19 +155,35 @@ impl<'a> Cursor<'a> {
             _ => return Err(self.fail(at, format!("unknown value type {ty}"))),
         })
     }
-    fn value(&mut self, ty: u32, at: usize) -> Result<Value, Error> {
+    /// A value of type `ty` at nesting `depth` (0 for a key's own value).
+    fn value(&mut self, ty: u32, at: usize, depth: u32) -> Result<Value, Error> {
         if ty != 9 {
             return self.scalar(ty, at);
         }
+        if depth >= MAX_DEPTH {
+            return Err(self.fail(at, format!("arrays nested more than {MAX_DEPTH} deep")));
+        }
+        let elem_at = self.pos;
         let elem = self.u32("array element type")?;
         let len_at = self.pos;
         let len = self.u64("array length")?;
-        let left = (self.data.len() - self.pos) as u64;
-        if len > left {
-            // Every element takes at least one byte.
+        // The fewest bytes one element takes, so a count is bounded by the bytes left
+        // before anything is allocated for it.
+        let min_size: u64 = match elem {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            8 | 10..=12 => 8,
+            9 => 12,
+            _ => return Err(self.fail(elem_at, format!("unknown array element type {elem}"))),
+        };
+        let left = self.left();
+        if len > left / min_size {
             return Err(self.fail(
                 len_at,
-                format!("array of {len} elements, the file has {left} bytes left"),
+                format!(
+                    "array of {len} elements of at least {min_size} bytes, the file has {left} bytes left"
+                ),
             ));
         }
         Ok(match elem {
@@ -203,14 +227,14 @@ impl<'a> Cursor<'a> {
                 // Nested arrays: skip element by element.
                 for _ in 0..len {
                     let inner = self.pos;
-                    self.value(9, inner)?;
+                    self.value(9, inner, depth + 1)?;
                 }
                 Value::OtherArray {
                     elem_type: elem,
                     len,
                 }
             }
-            _ => return Err(self.fail(at, format!("unknown array element type {elem}"))),
+            _ => return Err(self.fail(elem_at, format!("unknown array element type {elem}"))),
         })
     }
 }
@@ -259,8 +283,14 @@ impl Gguf {
         let tensor_count = c.u64("tensor count")?;
         let kv_at = c.pos;
         let n_kv = c.u64("key/value count")?;
-        if n_kv > MAX_ENTRIES {
-            return Err(c.fail(kv_at, format!("implausible key/value count {n_kv}")));
+        if n_kv > MAX_ENTRIES || n_kv > c.left() / MIN_ENTRY {
+            return Err(c.fail(
+                kv_at,
+                format!(
+                    "key/value count {n_kv} is implausible for the {} bytes left",
+                    c.left()
+                ),
+            ));
         }
         let mut entries = Vec::with_capacity(n_kv as usize);
         let mut index = HashMap::with_capacity(n_kv as usize);
@@ -273,7 +303,7 @@ impl Gguf {
                 .to_string();
             let ty_at = c.pos;
             let ty = c.u32("value type")?;
-            let value = c.value(ty, ty_at)?;
+            let value = c.value(ty, ty_at, 0)?;
             if key.starts_with("tokenizer.") {
                 tok_hash.update(&data[at..c.pos]);
             }

@@ -17,7 +17,7 @@
 //! let artifact = compiler.compile(&[source], &Estimator, aotcc::ESTIMATOR_FINGERPRINT, None).unwrap();
 //! assert!(artifact.text().starts_with("<__SYS_STATE_A__ term=\"Refund Policy\">"));
 //! assert!(artifact.text().ends_with("The <__SYS_STATE_A__ /> wins."));
-//! assert_eq!(artifact.decompile(), b"Follow the Refund Policy. The refund policy wins.");
+//! assert_eq!(artifact.decompile().unwrap(), "Follow the Refund Policy. The refund policy wins.");
 //! ```
 #![deny(missing_docs)]
 

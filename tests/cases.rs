@@ -123,8 +123,14 @@ fn run_case(path: &Path) -> Result<(), String> {
             ));
         }
     }
-    if artifact.decompile() != source.as_bytes() {
+    if artifact.decompile().map_err(|e| e.to_string())? != source {
         return Err("decompile does not restore the source".into());
+    }
+    // Every artifact the compiler writes passes the reader's checks.
+    let reloaded = aotcc::Artifact::from_bytes(&artifact.to_bytes(false))
+        .map_err(|e| format!("the written artifact is refused: {e}"))?;
+    if reloaded.text() != artifact.text() {
+        return Err("the reloaded artifact differs".into());
     }
     Ok(())
 }

@@ -27,6 +27,9 @@ class CountError(AotccError):
 class ArtifactError(AotccError):
     """A `.aotc` file is truncated, corrupt, or of another format version."""
 
+class InternalError(AotccError):
+    """A bug in the core (a Rust panic), reported in one line instead of crashing."""
+
 class Progress:
     """Shared progress counters: the core updates them while it runs without the GIL."""
 
@@ -109,8 +112,12 @@ def blake3_hex(data: bytes | bytearray | memoryview) -> str:
 
 def crc32(data: bytes | bytearray | memoryview) -> int:
     """CRC-32 with the same values as `zlib.crc32`, hardware-accelerated."""
+
 def hash_file(path: str) -> str:
     """BLAKE3 of a file's contents (memory-mapped, multithreaded), hex."""
+
+def _test_panic(message: str, in_worker: bool) -> None:
+    """Panics in the core with `message` (tests of the panic guard): raises `InternalError`."""
 
 class GgufTokenizer:
     """A GGUF model's own vocabulary, tokenizing exactly as llama.cpp's

@@ -1,8 +1,9 @@
 """Every exception aotcc raises, in one place. All derive from `AotccError`, which the
 CLI turns into a one-line message and exit code 2 (`CheckFailed`: exit 1).
 
-The first six are raised by the Rust core (one class per error kind); the rest by the
-Python side. Importing this module never imports llama.cpp.
+The first seven are raised by the Rust core (one class per error kind, and
+`InternalError` for a bug in it); the rest by the Python side. Importing this module
+never imports llama.cpp.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from aotcc._core import (
     ArtifactError,
     CountError,
     InputError,
+    InternalError,
     PlanError,
     SpecError,
 )
@@ -85,6 +87,7 @@ __all__ = [
     "ContextOverflow",
     "CountError",
     "InputError",
+    "InternalError",
     "LlamaError",
     "ModelError",
     "OutputError",

@@ -1,7 +1,8 @@
 //! The PyO3 binding, `aotcc._core`: thin wrappers that take inputs while holding the
 //! GIL, run the core without it, and hand back numpy arrays with character offsets.
 
-use std::sync::{Arc, OnceLock};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use numpy::{PyArray1, ToPyArray};
 use pyo3::create_exception;
@@ -42,6 +43,73 @@ create_exception!(
     AotccError,
     "A .aotc file is truncated, corrupt or of another version."
 );
+
+create_exception!(
+    _core,
+    InternalError,
+    AotccError,
+    "A bug in aotcc's core (a Rust panic), reported in one line instead of crashing."
+);
+
+/// Where the last panic happened (`file:line`), recorded by the panic hook: a panic in
+/// a rayon worker reaches the caller as a payload without its location.
+static LAST_PANIC_AT: Mutex<Option<String>> = Mutex::new(None);
+
+/// Panic messages longer than this are cut: a message can quote a whole input.
+const PANIC_MESSAGE_MAX: usize = 200;
+
+/// Replaces the default panic hook (which prints the whole message and a note to
+/// stderr) with one that records the location; `AOTCC_DEBUG=1` keeps the default too.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(loc) = info.location() {
+                let at = format!("{}:{}", loc.file(), loc.line());
+                if let Ok(mut last) = LAST_PANIC_AT.lock() {
+                    *last = Some(at);
+                }
+            }
+            if std::env::var_os("AOTCC_DEBUG").is_some_and(|v| !v.is_empty()) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A panic payload as a one-line `InternalError`.
+fn internal_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    };
+    let line = text.lines().next().unwrap_or_default();
+    let mut msg: String = line.chars().take(PANIC_MESSAGE_MAX).collect();
+    if msg.len() < text.len() {
+        msg.push('…');
+    }
+    let at = LAST_PANIC_AT
+        .lock()
+        .ok()
+        .and_then(|mut last| last.take())
+        .map(|at| format!(" at {at}"))
+        .unwrap_or_default();
+    InternalError::new_err(format!(
+        "internal error: {msg}{at} (a bug in aotcc; please report it)"
+    ))
+}
+
+/// Runs a binding entry point so that no panic escapes as pyo3's `PanicException` (a
+/// `BaseException`, which `except Exception` misses): it becomes an `InternalError`.
+pub(crate) fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    // Unwind safety: the shared state is frozen (`Arc` of immutable data), and the
+    // locks it holds recover from poisoning.
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(internal_error(payload)))
+}
 
 fn to_py(e: Error) -> PyErr {
     let msg = e.message().to_string();
@@ -160,6 +228,58 @@ impl Compiler {
         tag_ids: &str,
         tag_style: &str,
     ) -> PyResult<Self> {
+        guard(|| {
+            Self::build(
+                py, spec_json, spec_name, budget, placement, references, tag_ids, tag_style,
+            )
+        })
+    }
+
+    #[getter]
+    fn term_names(&self) -> Vec<String> {
+        self.0.spec().terms.iter().map(|t| t.name.clone()).collect()
+    }
+
+    #[getter]
+    fn spec_hash(&self) -> &str {
+        self.0.spec_hash()
+    }
+
+    /// `breaks` (byte offsets) and `anchors` (`(term name, byte offset)`) are analysis
+    /// hints in the joined source; see `Hints`.
+    #[pyo3(signature = (sources, *, counter = None, tokenizer = crate::ESTIMATOR_FINGERPRINT, progress = None, breaks = None, anchors = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn compile(
+        &self,
+        py: Python<'_>,
+        sources: Vec<(String, Vec<u8>)>,
+        counter: Option<Py<PyAny>>,
+        tokenizer: &str,
+        progress: Option<PyRef<'_, Progress>>,
+        breaks: Option<Vec<usize>>,
+        anchors: Option<Vec<(String, usize)>>,
+    ) -> PyResult<Artifact> {
+        guard(|| self.compile_guarded(py, sources, counter, tokenizer, progress, breaks, anchors))
+    }
+
+    /// Occurrences in `text`: arrays `start`, `end` (characters), `term`, `alias`.
+    fn detect<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyDict>> {
+        guard(|| self.detect_guarded(py, text))
+    }
+}
+
+impl Compiler {
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        py: Python<'_>,
+        spec_json: &str,
+        spec_name: &str,
+        budget: i64,
+        placement: &str,
+        references: &str,
+        tag_ids: &str,
+        tag_style: &str,
+    ) -> PyResult<Self> {
         let tag_style = TagStyle::parse(tag_style).ok_or_else(|| {
             InputError::new_err(format!(
                 "tag_style must be \"seed\" or \"short\", not {tag_style:?}"
@@ -198,21 +318,8 @@ impl Compiler {
         Ok(Compiler(Arc::new(compiler)))
     }
 
-    #[getter]
-    fn term_names(&self) -> Vec<String> {
-        self.0.spec().terms.iter().map(|t| t.name.clone()).collect()
-    }
-
-    #[getter]
-    fn spec_hash(&self) -> &str {
-        self.0.spec_hash()
-    }
-
-    /// `breaks` (byte offsets) and `anchors` (`(term name, byte offset)`) are analysis
-    /// hints in the joined source; see `Hints`.
-    #[pyo3(signature = (sources, *, counter = None, tokenizer = crate::ESTIMATOR_FINGERPRINT, progress = None, breaks = None, anchors = None))]
     #[allow(clippy::too_many_arguments)]
-    fn compile(
+    fn compile_guarded(
         &self,
         py: Python<'_>,
         sources: Vec<(String, Vec<u8>)>,
@@ -261,8 +368,7 @@ impl Compiler {
         Ok(Artifact::new(artifact))
     }
 
-    /// Occurrences in `text`: arrays `start`, `end` (characters), `term`, `alias`.
-    fn detect<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyDict>> {
+    fn detect_guarded<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyDict>> {
         let compiler = self.0.clone();
         let owned = text.to_string();
         let (occ, starts, ends) = py.detach(move || {
@@ -307,9 +413,16 @@ impl Artifact {
             source: OnceLock::new(),
         }
     }
-    fn source_text(&self) -> &str {
-        self.source
-            .get_or_init(|| String::from_utf8(self.inner.decompile()).expect("sources are UTF-8"))
+    /// The restored source, computed once.
+    fn source_text(&self) -> PyResult<&str> {
+        if let Some(s) = self.source.get() {
+            return Ok(s);
+        }
+        let source = self
+            .inner
+            .decompile()
+            .map_err(|e| ArtifactError::new_err(e.message().to_string()))?;
+        Ok(self.source.get_or_init(|| source))
     }
 }
 
@@ -331,16 +444,20 @@ impl Artifact {
     #[staticmethod]
     #[pyo3(signature = (data, name = "<artifact>"))]
     fn from_bytes(py: Python<'_>, data: Vec<u8>, name: &str) -> PyResult<Self> {
-        let a = py.detach(move || CoreArtifact::from_bytes(&data));
-        a.map(Artifact::new)
-            .map_err(|e| ArtifactError::new_err(format!("{name}: {}", e.message())))
+        guard(|| {
+            let a = py.detach(move || CoreArtifact::from_bytes(&data));
+            a.map(Artifact::new)
+                .map_err(|e| ArtifactError::new_err(format!("{name}: {}", e.message())))
+        })
     }
 
     #[pyo3(signature = (timings = false))]
-    fn to_bytes<'py>(&self, py: Python<'py>, timings: bool) -> Bound<'py, PyBytes> {
-        let inner = self.inner.clone();
-        let bytes = py.detach(move || inner.to_bytes(timings));
-        PyBytes::new(py, &bytes)
+    fn to_bytes<'py>(&self, py: Python<'py>, timings: bool) -> PyResult<Bound<'py, PyBytes>> {
+        guard(|| {
+            let inner = self.inner.clone();
+            let bytes = py.detach(move || inner.to_bytes(timings));
+            Ok(PyBytes::new(py, &bytes))
+        })
     }
 
     #[getter]
@@ -353,13 +470,44 @@ impl Artifact {
         self.inner.text()
     }
 
-    fn source<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, self.source_text().as_bytes())
+    fn source<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        guard(|| Ok(PyBytes::new(py, self.source_text()?.as_bytes())))
     }
 
     fn chunks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        guard(|| self.chunks_guarded(py))
+    }
+
+    fn source_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        guard(|| self.source_map_guarded(py))
+    }
+
+    fn occurrences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        guard(|| self.occurrences_guarded(py))
+    }
+
+    fn terms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        guard(|| self.terms_guarded(py))
+    }
+
+    fn manifest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        guard(|| self.manifest_guarded(py))
+    }
+
+    fn timings(&self) -> Vec<(String, f64)> {
+        self.inner.timings().to_vec()
+    }
+
+    /// The byte offset of a character offset in the compiled text (for slicing bytes).
+    fn compiled_byte_offset(&self, char_offset: usize) -> PyResult<Option<usize>> {
+        guard(|| Ok(byte_offset(self.inner.text(), char_offset)))
+    }
+}
+
+impl Artifact {
+    fn chunks_guarded<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = self.inner.chunks();
-        let (src, out) = (self.source_text(), self.inner.text());
+        let (src, out) = (self.source_text()?, self.inner.text());
         let cols = py.detach(|| {
             vec![
                 ("src_start", char_offsets(src, &c.src_start)),
@@ -376,9 +524,9 @@ impl Artifact {
         arrays(py, &cols)
     }
 
-    fn source_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn source_map_guarded<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let m = self.inner.source_map();
-        let (src, out) = (self.source_text(), self.inner.text());
+        let (src, out) = (self.source_text()?, self.inner.text());
         let cols = py.detach(|| {
             vec![
                 ("out_start", char_offsets(out, &m.out_start)),
@@ -392,9 +540,9 @@ impl Artifact {
         arrays(py, &cols)
     }
 
-    fn occurrences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn occurrences_guarded<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let o = self.inner.occurrences();
-        let src = self.source_text();
+        let src = self.source_text()?;
         let terms = self.inner.terms();
         let cols = py.detach(|| {
             // role: 0 for a term's first mention (kept readable), 1 for a later mention.
@@ -415,8 +563,8 @@ impl Artifact {
         arrays(py, &cols)
     }
 
-    fn terms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (src, out) = (self.source_text(), self.inner.text());
+    fn terms_guarded<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (src, out) = (self.source_text()?, self.inner.text());
         let terms = self.inner.terms();
         let firsts: Vec<u64> = terms.iter().map(|t| t.first_offset.unwrap_or(0)).collect();
         let spans: Vec<u64> = terms
@@ -446,9 +594,9 @@ impl Artifact {
         json_to_py(py, &serde_json::Value::Array(list))
     }
 
-    fn manifest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn manifest_guarded<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut m = self.inner.manifest_json();
-        let src = self.source_text();
+        let src = self.source_text()?;
         let files = self.inner.files();
         let offs: Vec<u64> = files.iter().flat_map(|f| [f.start, f.end]).collect();
         let offs = char_offsets(src, &offs);
@@ -461,15 +609,6 @@ impl Artifact {
         m["source_chars"] = (src.chars().count() as u64).into();
         m["compiled_chars"] = (self.inner.text().chars().count() as u64).into();
         json_to_py(py, &m)
-    }
-
-    fn timings(&self) -> Vec<(String, f64)> {
-        self.inner.timings().to_vec()
-    }
-
-    /// The byte offset of a character offset in the compiled text (for slicing bytes).
-    fn compiled_byte_offset(&self, char_offset: usize) -> Option<usize> {
-        byte_offset(self.inner.text(), char_offset)
     }
 }
 
@@ -501,14 +640,31 @@ fn segment<'py>(
     text: &str,
     file_starts: Vec<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    guard(|| segment_guarded(py, text, file_starts))
+}
+
+fn segment_guarded<'py>(
+    py: Python<'py>,
+    text: &str,
+    file_starts: Vec<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    // In order and once each, converted in one pass over the text.
+    let mut file_starts = file_starts;
+    file_starts.sort_unstable();
+    file_starts.dedup();
     let mut starts = Vec::with_capacity(file_starts.len());
-    for c in file_starts {
-        starts.push(byte_offset(text, c).ok_or_else(|| {
-            InputError::new_err(format!(
-                "file start {c} is past the end of the text ({} characters)",
-                text.chars().count()
-            ))
-        })?);
+    let mut wanted = file_starts.iter().copied().peekable();
+    let boundaries = text.char_indices().map(|(b, _)| b).chain([text.len()]);
+    for (c, b) in boundaries.enumerate() {
+        while wanted.next_if_eq(&c).is_some() {
+            starts.push(b);
+        }
+    }
+    if let Some(c) = wanted.next() {
+        return Err(InputError::new_err(format!(
+            "file start {c} is past the end of the text ({} characters)",
+            text.chars().count()
+        )));
     }
     let cols = py.detach(|| {
         let units = crate::segment(text, &starts);
@@ -536,26 +692,43 @@ fn segment<'py>(
 /// BLAKE3 of a buffer, hex (no copy; the GIL is released).
 #[pyfunction]
 fn blake3_hex(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String> {
-    with_buffer(py, data, crate::blake3_hex)
+    guard(|| with_buffer(py, data, crate::blake3_hex))
 }
 
 /// CRC-32 (IEEE, the same values as `zlib.crc32`) of a buffer, hardware-accelerated.
 #[pyfunction]
 fn crc32(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u32> {
-    with_buffer(py, data, crc32fast::hash)
+    guard(|| with_buffer(py, data, crc32fast::hash))
 }
 
 /// BLAKE3 of a file's contents (memory-mapped, multithreaded), hex.
 #[pyfunction]
 fn hash_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
-    let shown = path.display().to_string();
-    py.detach(move || crate::hash_file(&path))
-        .map_err(|e| InputError::new_err(format!("{shown}: cannot hash: {e}")))
+    guard(|| {
+        let shown = path.display().to_string();
+        py.detach(move || crate::hash_file(&path))
+            .map_err(|e| InputError::new_err(format!("{shown}: cannot hash: {e}")))
+    })
+}
+
+/// Panics with `message`: the tests' way to check that a panic in the core reaches
+/// Python as a one-line `InternalError`, not a `PanicException`.
+#[pyfunction]
+fn _test_panic(py: Python<'_>, message: String, in_worker: bool) -> PyResult<()> {
+    guard(|| {
+        py.detach(move || {
+            if in_worker {
+                rayon::join(|| panic!("{message}"), || ());
+            }
+            panic!("{message}")
+        })
+    })
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    install_panic_hook();
     m.add("__version__", crate::VERSION)?;
     m.add("FORMAT_VERSION", crate::FORMAT_VERSION)?;
     m.add("ESTIMATOR_FINGERPRINT", crate::ESTIMATOR_FINGERPRINT)?;
@@ -565,6 +738,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PlanError", py.get_type::<PlanError>())?;
     m.add("CountError", py.get_type::<CountError>())?;
     m.add("ArtifactError", py.get_type::<ArtifactError>())?;
+    m.add("InternalError", py.get_type::<InternalError>())?;
     m.add_class::<Progress>()?;
     m.add_class::<Compiler>()?;
     m.add_class::<Artifact>()?;
@@ -573,5 +747,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(crc32, m)?)?;
     m.add_function(wrap_pyfunction!(segment, m)?)?;
+    m.add_function(wrap_pyfunction!(_test_panic, m)?)?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use numpy::{PyArray1, ToPyArray};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::{to_py, InputError};
+use super::{guard, to_py, InputError};
 use crate::GgufTokenizer as CoreTokenizer;
 
 /// A GGUF model's vocabulary, tokenizing as llama.cpp does (no BOS, special tokens as
@@ -21,10 +21,12 @@ pub(super) struct GgufTokenizer(pub(super) Arc<CoreTokenizer>);
 impl GgufTokenizer {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let t = py
-            .detach(move || CoreTokenizer::open(&path))
-            .map_err(to_py)?;
-        Ok(GgufTokenizer(Arc::new(t)))
+        guard(|| {
+            let t = py
+                .detach(move || CoreTokenizer::open(&path))
+                .map_err(to_py)?;
+            Ok(GgufTokenizer(Arc::new(t)))
+        })
     }
 
     /// The `.gguf` path it was read from.
@@ -59,9 +61,11 @@ impl GgufTokenizer {
 
     /// Token ids of `text` (uint32).
     fn tokenize<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyArray1<u32>>> {
-        let t = self.0.clone();
-        let ids = py.detach(|| t.tokenize(text)).map_err(to_py)?;
-        Ok(ids.to_pyarray(py))
+        guard(|| {
+            let t = self.0.clone();
+            let ids = py.detach(|| t.tokenize(text)).map_err(to_py)?;
+            Ok(ids.to_pyarray(py))
+        })
     }
 
     /// Token ids of each text (a list of uint32 arrays), in parallel.
@@ -70,14 +74,16 @@ impl GgufTokenizer {
         py: Python<'py>,
         texts: Vec<String>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let t = self.0.clone();
-        let ids = py
-            .detach(move || {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                t.tokenize_batch(&refs)
-            })
-            .map_err(to_py)?;
-        PyList::new(py, ids.iter().map(|v| v.to_pyarray(py)))
+        guard(|| {
+            let t = self.0.clone();
+            let ids = py
+                .detach(move || {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    t.tokenize_batch(&refs)
+                })
+                .map_err(to_py)?;
+            PyList::new(py, ids.iter().map(|v| v.to_pyarray(py)))
+        })
     }
 
     /// Token counts of each text (int64 array), in parallel, through the count cache.
@@ -86,25 +92,29 @@ impl GgufTokenizer {
         py: Python<'py>,
         texts: Vec<String>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let t = self.0.clone();
-        let counts = py
-            .detach(move || {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                t.count_batch(&refs)
-            })
-            .map_err(to_py)?;
-        let counts: Vec<i64> = counts.into_iter().map(i64::from).collect();
-        Ok(counts.to_pyarray(py))
+        guard(|| {
+            let t = self.0.clone();
+            let counts = py
+                .detach(move || {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    t.count_batch(&refs)
+                })
+                .map_err(to_py)?;
+            let counts: Vec<i64> = counts.into_iter().map(i64::from).collect();
+            Ok(counts.to_pyarray(py))
+        })
     }
 
     /// The counter protocol: counts of a batch of strings, as a list.
     fn __call__(&self, py: Python<'_>, pieces: Vec<String>) -> PyResult<Vec<u32>> {
-        let t = self.0.clone();
-        py.detach(move || {
-            let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-            t.count_batch(&refs)
+        guard(|| {
+            let t = self.0.clone();
+            py.detach(move || {
+                let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+                t.count_batch(&refs)
+            })
+            .map_err(to_py)
         })
-        .map_err(to_py)
     }
 
     /// The raw text of token `id` (`▁` marks a space in SentencePiece vocabularies).
@@ -121,14 +131,18 @@ impl GgufTokenizer {
     /// Adds the counts cached in `path` by an earlier run (nothing when the file is
     /// absent or was written for another tokenizer). Returns how many were added.
     fn load_counts(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
-        let t = self.0.clone();
-        py.detach(move || t.load_counts(&path)).map_err(to_py)
+        guard(|| {
+            let t = self.0.clone();
+            py.detach(move || t.load_counts(&path)).map_err(to_py)
+        })
     }
 
     /// Writes the cached counts to `path` atomically. Returns how many were written.
     fn save_counts(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
-        let t = self.0.clone();
-        py.detach(move || t.save_counts(&path)).map_err(to_py)
+        guard(|| {
+            let t = self.0.clone();
+            py.detach(move || t.save_counts(&path)).map_err(to_py)
+        })
     }
 
     /// The `tokenizer.ggml.pre` values supported for byte-level BPE vocabularies.

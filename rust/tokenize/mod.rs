@@ -438,7 +438,12 @@ impl GgufTokenizer {
             .filter(|&&i| attrs[i as usize] & (CONTROL | UNKNOWN) == 0)
             .map(|&i| (i, &*tokens[i as usize], false, rstrip[i as usize]))
             .collect();
-        let partition = Partitioner::new(&cutting);
+        let partition = Partitioner::new(&cutting).map_err(|e| {
+            input_error(format!(
+                "{name}: the {} user-defined tokens do not fit one automaton: {e}",
+                cutting.len()
+            ))
+        })?;
 
         let algorithm = if let Some(&(pre_name, pre_tok, ignore_merges)) = pre_entry {
             let merges = str_array(g, "tokenizer.ggml.merges")?.ok_or_else(|| {
@@ -526,7 +531,10 @@ impl GgufTokenizer {
     }
     /// The number of unit counts cached in memory.
     pub fn cached_counts(&self) -> usize {
-        self.counts.read().expect("count cache lock").len()
+        self.counts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Token ids of `text`, as llama.cpp's `llama_tokenize(text, add_special = false,
@@ -712,7 +720,10 @@ impl GgufTokenizer {
         let mut counts = vec![0u32; texts.len()];
         let mut missing: Vec<usize> = Vec::new();
         {
-            let cache = self.counts.read().expect("count cache lock");
+            let cache = self
+                .counts
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (i, k) in keys.iter().enumerate() {
                 match cache.get(k) {
                     Some(&c) => counts[i] = c,
@@ -737,7 +748,10 @@ impl GgufTokenizer {
                 r.map(|_| n)
             })
             .collect::<Result<_, _>>()?;
-        let mut cache = self.counts.write().expect("count cache lock");
+        let mut cache = self
+            .counts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (&i, &c) in missing.iter().zip(&got) {
             counts[i] = c;
             cache.insert(keys[i], c);
@@ -765,7 +779,10 @@ impl GgufTokenizer {
         if !data.starts_with(&header) || (data.len() - header.len()) % 20 != 0 {
             return Ok(0);
         }
-        let mut cache = self.counts.write().expect("count cache lock");
+        let mut cache = self
+            .counts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = cache.len();
         for rec in data[header.len()..].chunks_exact(20) {
             let key: [u8; 16] = rec[..16].try_into().expect("16 bytes");
@@ -787,7 +804,10 @@ impl GgufTokenizer {
                 path.display()
             ))
         };
-        let cache = self.counts.read().expect("count cache lock");
+        let cache = self
+            .counts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut data = self.cache_header();
         data.reserve(cache.len() * 20);
         let mut entries: Vec<(&[u8; 16], &u32)> = cache.iter().collect();

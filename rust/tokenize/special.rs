@@ -11,7 +11,12 @@
 //!
 //! Rather than one substring search per special token (thousands in Gemma's
 //! vocabulary), one Aho-Corasick pass finds every occurrence of every special token and
-//! the claims are then replayed in llama.cpp's order.
+//! the claims are then replayed in llama.cpp's order. Tokens that nest (`a`, `aa`, …
+//! over `aaaa…`) give far more occurrences than bytes; past one per two bytes, only which
+//! tokens occur is kept and each of those is searched for alone, so memory stays
+//! linear in the text.
+
+use std::collections::BTreeMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -30,6 +35,64 @@ pub(crate) struct Partitioner {
     automaton: Option<AhoCorasick>,
     /// Per pattern: (token id, rank in the claim order, strip whitespace left, right).
     patterns: Vec<(u32, u32, bool, bool)>,
+    /// Per pattern: its text.
+    texts: Vec<Box<[u8]>>,
+}
+
+/// One occurrence kept per this many bytes of text (and a few more) before the
+/// partition switches to one search per token that occurs.
+const BYTES_PER_OCCURRENCE: usize = 2;
+
+/// The spans claimed so far, by where they start (whitespace stripped with a token
+/// included): `lo → (hi, pattern)`.
+struct Claims {
+    len: usize,
+    spans: BTreeMap<usize, (usize, usize)>,
+}
+
+impl Claims {
+    /// Claims `[start, end)` for pattern `p` unless a claim overlaps it. Returns where
+    /// the next occurrence of the same token may start: past this claim, or past the
+    /// claim in the way.
+    fn claim(
+        &mut self,
+        text: &[u8],
+        start: usize,
+        end: usize,
+        p: usize,
+        strip: (bool, bool),
+    ) -> usize {
+        let prev_end = self
+            .spans
+            .range(..start)
+            .next_back()
+            .map_or(0, |(_, c)| c.0);
+        if start < prev_end {
+            return prev_end;
+        }
+        let (next_start, next_end) = self
+            .spans
+            .range(start..)
+            .next()
+            .map_or((self.len, self.len), |(&lo, c)| (lo, c.0));
+        if end > next_start {
+            return next_end;
+        }
+        let mut lo = start;
+        if strip.0 {
+            while lo > prev_end && is_c_space(text[lo - 1]) {
+                lo -= 1;
+            }
+        }
+        let mut hi = end;
+        if strip.1 {
+            while hi < next_start && is_c_space(text[hi]) {
+                hi += 1;
+            }
+        }
+        self.spans.insert(lo, (hi, p));
+        hi
+    }
 }
 
 /// `isspace` in the C locale.
@@ -40,32 +103,43 @@ fn is_c_space(b: u8) -> bool {
 impl Partitioner {
     /// `ordered`: `(id, text, lstrip, rstrip)` of the tokens that cut text, in claim
     /// order (already filtered to the ones that are not control or unknown).
-    pub(crate) fn new(ordered: &[(u32, &[u8], bool, bool)]) -> Partitioner {
+    ///
+    /// # Errors
+    /// When the tokens are too many or too long for one automaton.
+    pub(crate) fn new(
+        ordered: &[(u32, &[u8], bool, bool)],
+    ) -> Result<Partitioner, aho_corasick::BuildError> {
         let usable: Vec<&(u32, &[u8], bool, bool)> =
             ordered.iter().filter(|t| !t.1.is_empty()).collect();
         if usable.is_empty() {
-            return Partitioner {
+            return Ok(Partitioner {
                 automaton: None,
                 patterns: Vec::new(),
-            };
+                texts: Vec::new(),
+            });
         }
         let automaton = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            .build(usable.iter().map(|t| t.1))
-            .expect("special-token automaton builds");
+            .build(usable.iter().map(|t| t.1))?;
         let patterns = usable
             .iter()
             .enumerate()
             .map(|(rank, t)| (t.0, rank as u32, t.2, t.3))
             .collect();
-        Partitioner {
+        Ok(Partitioner {
             automaton: Some(automaton),
             patterns,
-        }
+            texts: usable.iter().map(|t| t.1.into()).collect(),
+        })
     }
 
     /// Cuts `text` into text and token fragments (empty text fragments dropped).
     pub(crate) fn partition(&self, text: &[u8], out: &mut Vec<Fragment>) {
+        self.partition_keeping(text, out, text.len() / BYTES_PER_OCCURRENCE + 64);
+    }
+
+    /// [`Partitioner::partition`], keeping at most `limit` occurrences at a time.
+    fn partition_keeping(&self, text: &[u8], out: &mut Vec<Fragment>, limit: usize) {
         out.clear();
         let Some(ac) = &self.automaton else {
             if !text.is_empty() {
@@ -73,48 +147,54 @@ impl Partitioner {
             }
             return;
         };
-        // (rank, start, end, pattern)
-        let mut found: Vec<(u32, usize, usize, usize)> = ac
-            .find_overlapping_iter(text)
-            .map(|m| {
-                let p = m.pattern().as_usize();
-                (self.patterns[p].1, m.start(), m.end(), p)
-            })
-            .collect();
-        if found.is_empty() {
+        // (rank, start, end, pattern), at most `limit`
+        let mut found: Vec<(u32, usize, usize, usize)> = Vec::new();
+        let mut nested = false;
+        for m in ac.find_overlapping_iter(text) {
+            if found.len() >= limit {
+                nested = true;
+                break;
+            }
+            let p = m.pattern().as_usize();
+            found.push((self.patterns[p].1, m.start(), m.end(), p));
+        }
+        if found.is_empty() && !nested {
             if !text.is_empty() {
                 out.push(Fragment::Text(0, text.len()));
             }
             return;
         }
-        found.sort_unstable();
-        // Claimed spans, sorted by start: (start, end, token start, token end, pattern).
-        let mut claimed: Vec<(usize, usize, usize, usize, usize)> = Vec::new();
-        for &(_, start, end, p) in &found {
-            // The neighbours of [start, end) among the claims.
-            let i = claimed.partition_point(|c| c.0 < start);
-            let prev_end = if i > 0 { claimed[i - 1].1 } else { 0 };
-            let next_start = claimed.get(i).map_or(text.len(), |c| c.0);
-            if start < prev_end || end > next_start {
-                continue;
+        let mut claims = Claims {
+            len: text.len(),
+            spans: BTreeMap::new(),
+        };
+        if nested {
+            // Which tokens occur, then each of them alone, in claim order (patterns are
+            // numbered by rank), every occurrence left to right.
+            drop(found);
+            let mut occurs = vec![false; self.patterns.len()];
+            for m in ac.find_overlapping_iter(text) {
+                occurs[m.pattern().as_usize()] = true;
             }
-            let (_, _, lstrip, rstrip) = self.patterns[p];
-            let mut lo = start;
-            if lstrip {
-                while lo > prev_end && is_c_space(text[lo - 1]) {
-                    lo -= 1;
+            for (p, _) in occurs.iter().enumerate().filter(|o| *o.1) {
+                let needle = &self.texts[p];
+                let finder = memchr::memmem::Finder::new(needle);
+                let strip = (self.patterns[p].2, self.patterns[p].3);
+                let mut pos = 0;
+                while let Some(at) = finder.find(&text[pos..]) {
+                    let start = pos + at;
+                    pos = claims.claim(text, start, start + needle.len(), p, strip);
                 }
             }
-            let mut hi = end;
-            if rstrip {
-                while hi < next_start && is_c_space(text[hi]) {
-                    hi += 1;
-                }
+        } else {
+            found.sort_unstable();
+            for &(_, start, end, p) in &found {
+                let strip = (self.patterns[p].2, self.patterns[p].3);
+                claims.claim(text, start, end, p, strip);
             }
-            claimed.insert(i, (lo, hi, start, end, p));
         }
         let mut pos = 0;
-        for &(lo, hi, _, _, p) in &claimed {
+        for (&lo, &(hi, p)) in &claims.spans {
             if lo > pos {
                 out.push(Fragment::Text(pos, lo));
             }
@@ -340,7 +420,7 @@ mod tests {
     fn longer_token_claims_first() {
         let toks: Vec<(u32, &[u8], bool, bool)> =
             vec![(7, b"bcd", false, false), (5, b"ab", false, false)];
-        let p = Partitioner::new(&toks);
+        let p = Partitioner::new(&toks).unwrap();
         let mut out = Vec::new();
         p.partition(b"abcd ab", &mut out);
         assert_eq!(
@@ -353,7 +433,9 @@ mod tests {
             ]
         );
         let strip: Vec<(u32, &[u8], bool, bool)> = vec![(1, b"<x>", true, true)];
-        Partitioner::new(&strip).partition(b"a  <x>  b<x>", &mut out);
+        Partitioner::new(&strip)
+            .unwrap()
+            .partition(b"a  <x>  b<x>", &mut out);
         assert_eq!(
             out,
             vec![
@@ -363,5 +445,45 @@ mod tests {
                 Fragment::Token(1)
             ]
         );
+    }
+
+    #[test]
+    fn nested_tokens_partition_alike_in_bounded_memory() {
+        // Both ways of claiming agree: every occurrence kept, or one search per token.
+        let toks: Vec<(u32, &[u8], bool, bool)> = vec![
+            (1, b"aaa", false, true),
+            (2, b"a a", true, false),
+            (3, b"aa", false, false),
+            (4, b" a", true, true),
+            (5, b"a", false, false),
+            (6, b"b", false, false),
+        ];
+        let p = Partitioner::new(&toks).unwrap();
+        let mut seed = 7u32;
+        for n in 0..400 {
+            let text: Vec<u8> = (0..n % 40)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    [b'a', b'a', b'a', b' ', b'b', b'\t'][(seed >> 16) as usize % 6]
+                })
+                .collect();
+            let (mut all, mut alone) = (Vec::new(), Vec::new());
+            p.partition_keeping(&text, &mut all, usize::MAX);
+            p.partition_keeping(&text, &mut alone, 0);
+            assert_eq!(all, alone, "{:?}", String::from_utf8_lossy(&text));
+        }
+        // 100 nested tokens over 100 KB: the default limit switches over.
+        let texts: Vec<Vec<u8>> = (1..=100).map(|k| vec![b'a'; k]).collect();
+        let toks: Vec<(u32, &[u8], bool, bool)> = texts
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, t)| (i as u32, &t[..], false, false))
+            .collect();
+        let p = Partitioner::new(&toks).unwrap();
+        let mut out = Vec::new();
+        p.partition(&vec![b'a'; 100_000], &mut out);
+        assert_eq!(out.len(), 1000);
+        assert!(out.iter().all(|f| *f == Fragment::Token(0)));
     }
 }

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from aotcc import __version__
 from aotcc._io import escape, guard_std_streams
-from aotcc.errors import AotccError, CheckFailed
+from aotcc.errors import AotccError, CheckFailed, InternalError
 
 # Each module adds its subcommands with `register(subparsers)`.
 COMMAND_MODULES = ["aotcc.cli.compile_cmds", "aotcc.cli.bundle_cmds", "aotcc.cli.analyze_cmds", "aotcc.cli.eval_cmds",
@@ -76,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckFailed as e:
         print(escape(f"aotcc: check failed: {e}"), file=sys.stderr)
         return 1
+    except InternalError as e:  # a panic in the core, already one line
+        print(f"aotcc: {_one_line(e)}", file=sys.stderr)
+        return 2
     except AotccError as e:
         print(escape(f"aotcc: error: {e}"), file=sys.stderr)
         return 2
@@ -87,11 +90,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except Exception as e:  # never a traceback for the user; AOTCC_DEBUG=1 shows it
+    except SystemExit:
+        raise
+    except BaseException as e:  # never a traceback for the user; AOTCC_DEBUG=1 shows it
+        # BaseException too: pyo3's PanicException (another extension's panic) is one.
         if os.environ.get("AOTCC_DEBUG"):
             raise
-        print(escape(f"aotcc: internal error: {type(e).__name__}: {e} (set AOTCC_DEBUG=1 for a traceback)"), file=sys.stderr)
+        print(escape(f"aotcc: internal error: {type(e).__name__}: {_one_line(e)} (set AOTCC_DEBUG=1 for a traceback)"), file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut at `limit` characters."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run() -> None:
