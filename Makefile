@@ -13,17 +13,21 @@ SERVER := $(VENV)/bin/llama-server
 
 .PHONY: demo test bench lint env build llama server clean cargo-test pytest fuzz
 
-## demo: set up, build, and compile the example prompt (prints chunks, terms, tokens)
+## demo: set up, build, compile the example prompt, bake it into a KV bundle, and answer two questions from it
 demo: build llama
 	@mkdir -p build
+	@echo "== compile: definitions inline where each term first appears, later mentions as short tags (<A/>) =="
 	$(VENV)/bin/aotcc compile examples/support_agent.md --terms examples/support_terms.toml -o build/support_agent.aotc
 	$(VENV)/bin/aotcc inspect build/support_agent.aotc
-	@echo; echo "== prefill the compiled prompt once with Gemma 3 270M (the KV bundle) =="
+	@echo; echo "== prefill the compiled prompt once with Gemma 3 270M: the KV bundle (compact, sequence 0 only) =="
 	$(VENV)/bin/aotcc prefill build/support_agent.aotc -o build/support_agent.aotkv
 	$(VENV)/bin/aotcc verify build/support_agent.aotkv
-	@echo; echo "== answer from the bundle: only the query is decoded =="
-	$(VENV)/bin/aotcc run build/support_agent.aotkv --max-tokens 48 \
-	    --prompt $$'\n\nQuestion: Who has to approve a Goodwill Credit?\nAnswer:'
+	$(VENV)/bin/aotcc info build/support_agent.aotkv
+	@echo; echo "== answer from the bundle: only the query is decoded; tags the model writes read as names =="
+	$(VENV)/bin/aotcc run build/support_agent.aotkv --max-tokens 32 \
+	    --prompt $$'\n\nQuestion: How long must the reset button be held to start Safe Mode?\nAnswer:'
+	$(VENV)/bin/aotcc run build/support_agent.aotkv --max-tokens 32 --stop $$'\n\n' --raw \
+	    --prompt $$'\n\nQuestion: How many days does the customer have to return the faulty unit in an Advance Replacement?\nAnswer:'
 
 ## test: cargo test + pytest (real model and a real llama-server included)
 test: build llama server cargo-test pytest

@@ -54,7 +54,7 @@ def test_tables_are_numpy_with_character_offsets():
         if SPAN_KINDS[k] == "copy":
             assert c.text[os_:oe] == TEXT[ss:se]
         if SPAN_KINDS[k] == "reference":
-            assert c.text[os_:oe].startswith("<__SYS_STATE_") and c.text[os_:oe].endswith("__ />")
+            assert c.text[os_:oe] in {t.reference for t in c.terms if t.injected}
 
 
 def test_terms_and_dependencies():
@@ -65,8 +65,15 @@ def test_terms_and_dependencies():
     assert cafe.occurrences == 3 and cafe.references == 2
     assert esc.depends_on == ("Café Rule",)
     s, e = cafe.definition_span
-    assert c.text[s:e] == '<__SYS_STATE_A__ term="Café Rule">Serve espresso only before noon.</__SYS_STATE_A__>\n'
-    assert c.text.count("<__SYS_STATE_B__ />") == 1
+    # the default short style: the id alone is the element name
+    assert (cafe.tag, cafe.reference) == ("A", "<A/>")
+    assert c.text[s:e] == '<A term="Café Rule">Serve espresso only before noon.</A>\n'
+    assert c.text.count("<B/>") == 1
+    seed = aotcc.compile(TEXT, SPEC, budget=4096, tag_style="seed")
+    s, e = {t.name: t for t in seed.terms}["Café Rule"].definition_span
+    assert seed.text[s:e] == '<__SYS_STATE_A__ term="Café Rule">Serve espresso only before noon.</__SYS_STATE_A__>\n'
+    assert seed.text.count("<__SYS_STATE_B__ />") == 1
+    assert seed.decompile() == TEXT
     assert c.decompile() == TEXT
 
 

@@ -237,7 +237,10 @@ def test_exact_and_compact_modes(work, compiled, bundle, compiled_text):
     bc, be = Bundle.open(bundle), Bundle.open(exact)
     assert (bc.mode, be.mode) == ("compact", "exact")
     assert bc.context["swa_full"] is False and be.context["swa_full"] is True
-    assert bc.raw_size < 0.8 * be.raw_size  # ~700 tokens: the window is most of it here
+    # ~650 tokens: Gemma 3 270M keeps 15 of its 18 layers in a 512-token window, so
+    # compact stores about (3·650 + 15·512) / (18·650) ≈ 0.83 of the exact cells here
+    # (and 4.2× less at 6k tokens: make bench)
+    assert bc.raw_size < 0.9 * be.raw_size
     conts = [" the supervisor", " the customer", " nobody"]
     with Runtime(max_sessions=4) as rt:
         cold = [s.logprob for s in rt.cold(compiled_text).score(QUERY, conts)]

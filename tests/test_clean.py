@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aotcc.llama.clean import Cleaner, TagMap
+from aotcc.llama.clean import DEFAULT_STOPS, Cleaner, TagMap
 from conftest import ROOT
 
 SEED = TagMap({"__SYS_STATE_L__": "Account Holder", "__SYS_STATE_RMA__": "Return Merchandise Authorization"},
@@ -42,7 +42,7 @@ def test_the_demo_answer_reads_clean() -> None:
     (SHORT, "the <A/> wins; ask <B />", "the Refund Policy wins; ask Duty Officer"),
     (SHORT, "<Ab> and <C/> stay", "<Ab> and <C/> stay"),
     # an answer cut off inside a tag (max_tokens): the name once it is spelled out, else nothing
-    (SEED, "signed by the <__SYS", "signed by the "),
+    (SEED, "signed by the <__SYS", "signed by the"),  # an unfinished tag vanishes, and so does the space before it
     (SEED, "signed by the <__SYS_STATE_L__ /", "signed by the Account Holder"),
     (SHORT, "ask <B", "ask Duty Officer"),
 ])
@@ -119,3 +119,18 @@ def test_streamed_answer_from_a_bundle_shows_the_term_name(tmp_path, style) -> N
     assert out["text"] == a.text and out["raw_text"] == a.raw_text and out["tags"] == a.tags
     r = _aotcc("run", bundle, "--prompt", QUERY, "--max-tokens", 24, "--raw")
     assert "Duty Officer" in r.stdout and tag not in r.stdout and tag in r.stderr
+
+
+def test_blank_lines_before_a_stop_are_not_part_of_the_answer() -> None:
+    """The plain format's next question follows a blank line: the answer ends at its last
+    visible character, whether the text arrives whole or one character at a time."""
+    raw = " 10 seconds.\n\nQuestion: And then?"
+    for pieces in ([raw], list(raw)):
+        c = Cleaner(SHORT, DEFAULT_STOPS)
+        shown = "".join(c.feed(p) for p in pieces) + c.finish()
+        assert shown == c.text == " 10 seconds." and c.stopped == "\nQuestion:"
+    # inner whitespace is held only until the text after it arrives
+    c = Cleaner(SHORT, DEFAULT_STOPS)
+    assert c.feed(" Hold it  ") == " Hold it"
+    assert c.feed("for 10 s.\n") == "  for 10 s."
+    assert c.finish() == "" and c.text == " Hold it  for 10 s."

@@ -240,10 +240,10 @@ def test_kill_9_leftovers_are_swept_by_the_next_write(cli, files):
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 64 KiB tmpfs, when this process may mount one (root), else skip."""
+    """A 16 KiB tmpfs, when this process may mount one (root), else skip."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     try:
@@ -255,7 +255,7 @@ def small_tmpfs(tmp_path):
 def test_enospc_on_a_full_tmpfs(cli, tmp_path, small_tmpfs):
     out = small_tmpfs / "out.aotc"
     out.write_bytes(b"previous artifact")
-    r = cli("compile", EXAMPLE_PROMPT, "--terms", EXAMPLE_TERMS, "-o", out, "-q")  # ~60 KB + the old file > 64 KiB
+    r = cli("compile", EXAMPLE_PROMPT, "--terms", EXAMPLE_TERMS, "-o", out, "-q")  # ~40 KB + the old file > 16 KiB
     assert r.code == 2
     msg = one_line(r.err)
     assert "no space left on device" in msg and str(out) in msg and ".tmp" not in msg

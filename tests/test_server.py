@@ -26,6 +26,11 @@ QUERY = "\n\nQuestion: Who may approve an advance replacement?\nAnswer:"
 N_PREDICT = 16
 
 
+def answer(text: str) -> str:
+    """The answer in the plain format: the text before a blank line or a new question."""
+    return text[: min((i for i in (text.find("\n\n"), text.find("\nQuestion:")) if i >= 0), default=len(text))]
+
+
 def server_binary() -> Path:
     explicit = os.environ.get("AOTCC_LLAMA_SERVER")
     p = Path(explicit) if explicit else Path(sys.executable).with_name("llama-server")
@@ -72,10 +77,25 @@ def test_llama_server_restores_the_exported_slot_and_answers_like_aotcc_run(tmp_
         assert restored["n_restored"] == b.n_tokens, restored
         query = [int(t) for t in _core.GgufTokenizer(str(model)).tokenize(QUERY)]
         assert len(query) == ours["prompt_tokens"]
-        done = srv.complete([int(t) for t in b.tokens] + query, N_PREDICT)
+        done = srv.complete([int(t) for t in b.tokens] + query, N_PREDICT, n_probs=2)
         # only the query was processed: the restored slot held the whole prompt
         assert done["timings"]["prompt_n"] == len(query), (done["timings"], srv.tail())
-        assert done["tokens"] == ours["tokens"], (done["content"], ours["raw_text"], srv.tail())
+    # The answer, up to where `aotcc run` ends it, is the same token for token.
+    theirs, mine = done["tokens"], ours["tokens"]
+    said = answer(ours["raw_text"])
+    assert said.strip() and answer(done["content"]) == said, (done["content"], ours["raw_text"])
+    pieces = [p["token"] for p in done["completion_probabilities"]]
+    end = next(i + 1 for i in range(len(pieces)) if len("".join(pieces[: i + 1])) >= len(said))
+    assert theirs[:end] == mine[:end], (done["content"], ours["raw_text"])
+    # Past the answer the model invents what comes next, and there a near tie may go
+    # either way: llama.cpp's numerics depend on how tokens are batched and threaded (on
+    # this build, the same 4 tokens decoded one at a time or in one batch move the gap
+    # between the two candidates below by 0.28 nats). The two agree up to a position
+    # where the server itself sees both tokens within 0.5 nats, and nowhere else.
+    split = next((i for i, (x, y) in enumerate(zip(theirs, mine)) if x != y), None)
+    if split is not None:
+        top = {int(t["id"]): float(t["logprob"]) for t in done["completion_probabilities"][split]["top_logprobs"]}
+        assert mine[split] in top and top[theirs[split]] - top[mine[split]] < 0.5, (split, top, done["content"])
     assert srv.proc.returncode is not None  # the test stopped it
 
 

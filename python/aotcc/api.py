@@ -47,7 +47,7 @@ def compile(
     references: str = "tag",
     tokenizer: str | os.PathLike[str] | TokenCounter | None = None,
     tag_ids: str = "alpha",
-    tag_style: str = "seed",
+    tag_style: str = "short",
     options: CompileOptions | None = None,
     progress: bool | None = None,
     breaks: Sequence[int] | None = None,

@@ -359,8 +359,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError("the query is empty: give --prompt TEXT (or - to read it from stdin)")
     from aotcc.llama.bundle import Bundle
 
-    if not prompt:
-        raise InputError("--prompt: the query is empty")
     stops: list[str] | tuple[()] | None = () if args.no_stop else args.stop
     rt = _runtime(args, max_sessions=1)
     t = time.perf_counter()

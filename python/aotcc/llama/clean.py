@@ -170,8 +170,15 @@ class Cleaner:
         if cut >= 0:
             self.stopped = next(s for s in self.stops if clean.find(s) == cut)
             clean = clean[:cut]
-        elif not final:
+        if cut >= 0 or final:
+            # the answer is complete: the blank lines before a stop sequence are not part of it
+            clean = clean.rstrip()
+        else:
             hold = max((n for s in self.stops for n in range(len(s) - 1, 0, -1) if clean.endswith(s[:n])), default=0)
+            # trailing whitespace (before what may be a stop sequence) waits for the text that
+            # follows it, or is dropped at the end
+            kept = clean[: len(clean) - hold]
+            hold += len(kept) - len(kept.rstrip())
         visible = clean[: len(clean) - hold]
         new = visible[len(self.text):] if visible.startswith(self.text) else ""
         self.text += new

@@ -110,11 +110,12 @@ class LlamaServer:
         """POST /slots/N?action=restore of a file in the server's --slot-save-path."""
         return self.post(f"/slots/{slot}?action=restore", {"filename": filename})
 
-    def complete(self, prompt: Sequence[int | str], n_predict: int, slot: int = 0) -> dict[str, Any]:
-        """A greedy /completion in slot `slot`, with the tokens returned."""
+    def complete(self, prompt: Sequence[int | str], n_predict: int, slot: int = 0, n_probs: int = 0) -> dict[str, Any]:
+        """A greedy /completion in slot `slot`, with the tokens returned; `n_probs` > 0 adds
+        the log-probabilities of the top `n_probs` tokens at each position (before sampling)."""
         return self.post("/completion", {
             "prompt": list(prompt), "n_predict": n_predict, "temperature": 0, "top_k": 1, "samplers": ["top_k"],
-            "cache_prompt": True, "id_slot": slot, "return_tokens": True,
+            "cache_prompt": True, "id_slot": slot, "return_tokens": True, "n_probs": n_probs,
         })
 
     def stop(self) -> None:
