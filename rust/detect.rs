@@ -1,19 +1,32 @@
-//! Detection: Aho-Corasick automata over every alias of every term, searched anchored
-//! at each place a match may start, on the case-folded text (or the text as written,
-//! for case-sensitive terms). At each start only the longest match that passes the
-//! whole-word and file checks is taken, by asking again for a shorter one when a
-//! longer one fails, so a longer match rejected by a boundary never hides a valid
-//! shorter one; and a start inside the last occurrence taken is not searched at all.
-//! Work and memory stay linear in the text however the aliases nest (collecting every
-//! overlapping match first grew without bound: `aa`, `aa aa`, … over `aa aa …`).
+//! Detection: every alias of every term found whole-word and leftmost-longest.
+//!
+//! Most aliases are whole-word and start with a word character, so a match can only
+//! begin where a word run of the text begins, and the run must be exactly the alias's
+//! leading word run (the alias either goes on with a character that is not a word
+//! character, or ends where the text's right boundary has to be). So the text is
+//! scanned once for word runs, 64 bytes at a time as bitmasks, and each run is looked
+//! up by a hash of its case-folded bytes (ASCII runs fold on the fly, so the text is
+//! never copied); the few aliases that share the run are checked against the text as
+//! written, longest first, with the boundary and file checks. A longer alias rejected
+//! by a check never hides a shorter valid one, and a start inside the last occurrence
+//! taken is not looked at.
+//!
+//! Runs that many aliases share (`aa`, `aa aa`, …) go to anchored Aho-Corasick
+//! automata instead, asked again for a shorter match while a longer one fails, so the
+//! work stays linear however the aliases nest. Aliases that may start anywhere (not
+//! whole-word, or starting with punctuation or an unspaced script) are found by
+//! unanchored automata over the case-folded text, folded lazily, only when needed.
 //! Aliases hold no line break, so the text is searched in parallel, cut at newlines.
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use rayon::prelude::*;
 
 use crate::error::Error;
 use crate::spec::Spec;
-use crate::text::{char_at, char_before, fold_into, is_word_char};
+use crate::text::{char_at, char_before, fold_char, fold_into, fold_may_change_word, is_word_char};
 
 /// A whole-word match of a term alias: `[start, end)` in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,76 +61,232 @@ struct Group {
     exact: bool,
 }
 
-/// The detection automata for one spec.
-///
-/// Most aliases are whole-word and start with a word character, so a match can only
-/// begin where a word begins: those are searched from each word start that passes a
-/// small prefix filter. The rest (aliases that may start anywhere) are searched from
-/// the start of each match an unanchored search finds.
+/// The detection index for one spec.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    /// Whole-word aliases starting with a word character: case-folded, then exact.
-    at_word: Vec<Group>,
+    /// Whole-word aliases starting with a word character, by their leading word run.
+    words: WordIndex,
+    /// Anchored automata over the aliases of crowded runs: case-folded, then exact.
+    crowded: Vec<Group>,
+    /// Unanchored automata over the aliases that may start anywhere.
     anywhere: Vec<Group>,
-    filter: PrefixFilter,
 }
 
-/// Bitsets over the first one, two and three bytes of the anchored aliases: a word
-/// start whose bytes hit none of them cannot begin a match.
+/// A run shared by more aliases than this is searched with the crowded automata.
+const CROWDED: usize = 8;
+/// Bits of the run filter (a bitset indexed by the top bits of a run's hash).
+const FILTER_BITS: u32 = 16;
+/// `Slot::len` of a crowded run.
+const CROWDED_SLOT: u32 = u32::MAX;
+
+/// Whole-word aliases that start with a word character, by the hash of their leading
+/// word run (case-folded). An open-addressing table, with a bitset in front that turns
+/// away most runs of the text after one probe.
 #[derive(Debug, Clone)]
-struct PrefixFilter {
-    one: Vec<u64>,   // 256 bits
-    two: Vec<u64>,   // 65,536 bits
-    three: Vec<u64>, // 65,536 bits, hashed
+struct WordIndex {
+    filter: Vec<u64>,
+    slots: Vec<Slot>,
+    candidates: Vec<Candidate>,
+    /// The candidates' bytes: case-folded, or as written for case-sensitive terms.
+    bytes: Vec<u8>,
+    /// Byte length of the longest leading run (0: no such alias).
+    max_run: usize,
 }
 
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    hash: u64,
+    first: u32,
+    /// Candidates in `candidates[first..first + len]`; 0: empty; `CROWDED_SLOT`: crowded.
+    len: u32,
+}
+
+/// An alias to check at a word start whose run hashes to its slot.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    at: u32,
+    len: u32,
+    term: u32,
+    alias: u32,
+    /// Compared with the text as written (a case-sensitive term), else folded.
+    exact: bool,
+    ascii: bool,
+    /// Its last character is a word character: the text must not go on with one.
+    ends_word: bool,
+}
+
+const OR20: u64 = 0x2020_2020_2020_2020;
+
+/// Eight bytes at `at`, little-endian, zero past the end of `b`.
 #[inline]
-fn hash3(a: u8, b: u8, c: u8) -> usize {
-    ((u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c)).wrapping_mul(0x9E37_79B1) >> 16)
-        as usize
+fn load8(b: &[u8], at: usize) -> u64 {
+    match b.get(at..at + 8) {
+        Some(s) => u64::from_le_bytes(s.try_into().expect("8 bytes")),
+        None => {
+            let mut t = [0u8; 8];
+            let n = b.len().saturating_sub(at);
+            t[..n].copy_from_slice(&b[at..at + n]);
+            u64::from_le_bytes(t)
+        }
+    }
 }
 
+/// The hash of the word run `b[i..j]`, already case-folded or ASCII. Each byte is
+/// or-ed with 0x20 first: on ASCII word bytes that is the fold itself, so an ASCII run
+/// of the text hashes like its fold without being copied.
 #[inline]
-fn bit(set: &[u64], i: usize) -> bool {
-    set[i >> 6] >> (i & 63) & 1 == 1
-}
-
-#[inline]
-fn set_bit(set: &mut [u64], i: usize) {
-    set[i >> 6] |= 1 << (i & 63);
-}
-
-impl PrefixFilter {
-    fn new<'a>(patterns: impl Iterator<Item = &'a [u8]>) -> PrefixFilter {
-        let mut f = PrefixFilter {
-            one: vec![0; 4],
-            two: vec![0; 1024],
-            three: vec![0; 1024],
+fn run_hash(b: &[u8], i: usize, j: usize) -> u64 {
+    let len = j - i;
+    let (a, c) = if len <= 8 {
+        let mask = if len == 8 {
+            !0
+        } else {
+            (1u64 << (8 * len)) - 1
         };
-        for p in patterns {
-            match p.len() {
-                0 => {}
-                1 => set_bit(&mut f.one, p[0] as usize),
-                2 => set_bit(&mut f.two, (p[0] as usize) << 8 | p[1] as usize),
-                _ => set_bit(&mut f.three, hash3(p[0], p[1], p[2])),
+        ((load8(b, i) | OR20) & mask, 0)
+    } else {
+        let mut c = load8(b, j - 8) | OR20;
+        if len > 16 {
+            c ^= (load8(b, i + 8) | OR20).rotate_left(23);
+        }
+        (load8(b, i) | OR20, c)
+    };
+    let x = u128::from(a ^ 0x243F_6A88_85A3_08D3)
+        * u128::from(c ^ (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x1319_8A2E_0370_7344);
+    (x as u64) ^ ((x >> 64) as u64)
+}
+
+impl WordIndex {
+    /// `keyed`: (hash of the folded leading run, its length, the candidate, its bytes).
+    fn new(keyed: Vec<(u64, usize, Candidate, Vec<u8>)>) -> (WordIndex, Vec<Candidate>) {
+        let mut by_hash: BTreeMap<u64, Vec<(Candidate, Vec<u8>)>> = BTreeMap::new();
+        let mut max_run = 0;
+        for (h, run, c, b) in keyed {
+            max_run = max_run.max(run);
+            by_hash.entry(h).or_default().push((c, b));
+        }
+        let size = (by_hash.len() * 2).next_power_of_two().max(16);
+        let mut index = WordIndex {
+            filter: vec![0; (1 << FILTER_BITS) / 64],
+            slots: vec![Slot::default(); size],
+            candidates: Vec::new(),
+            bytes: Vec::new(),
+            max_run,
+        };
+        let mut crowded = Vec::new();
+        for (h, mut list) in by_hash {
+            let f = (h >> (64 - FILTER_BITS)) as usize;
+            index.filter[f >> 6] |= 1 << (f & 63);
+            let mut s = h as usize & (size - 1);
+            while index.slots[s].len != 0 {
+                s = (s + 1) & (size - 1);
+            }
+            if list.len() > CROWDED {
+                crowded.extend(list.into_iter().map(|(c, _)| c));
+                index.slots[s] = Slot {
+                    hash: h,
+                    first: 0,
+                    len: CROWDED_SLOT,
+                };
+                continue;
+            }
+            // Longest first; among equals, the first term (and alias) of the spec.
+            list.sort_by_key(|(c, _)| (std::cmp::Reverse(c.len), c.term, c.alias));
+            index.slots[s] = Slot {
+                hash: h,
+                first: index.candidates.len() as u32,
+                len: list.len() as u32,
+            };
+            for (mut c, b) in list {
+                c.at = index.bytes.len() as u32;
+                index.bytes.extend_from_slice(&b);
+                index.candidates.push(c);
             }
         }
-        f
+        (index, crowded)
     }
 
-    /// `b`: the folded bytes at a start (up to three; fewer at the end of a piece).
     #[inline]
-    fn may_match(&self, b: &[u8]) -> bool {
-        bit(&self.one, b[0] as usize)
-            || (b.len() >= 2 && bit(&self.two, (b[0] as usize) << 8 | b[1] as usize))
-            || (b.len() >= 3 && bit(&self.three, hash3(b[0], b[1], b[2])))
+    fn slot(&self, h: u64) -> Option<Slot> {
+        let f = (h >> (64 - FILTER_BITS)) as usize;
+        if self.filter[f >> 6] >> (f & 63) & 1 == 0 {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut s = h as usize & mask;
+        loop {
+            let slot = self.slots[s];
+            if slot.len == 0 {
+                return None;
+            }
+            if slot.hash == h {
+                return Some(slot);
+            }
+            s = (s + 1) & mask;
+        }
+    }
+
+    /// True when candidate `c` matches at word start `i` and passes the checks.
+    #[inline]
+    fn matches(&self, c: &Candidate, p: &Piece<'_>, i: usize) -> bool {
+        let e = i + c.len as usize;
+        if e > p.end {
+            return false;
+        }
+        let text = p.text.as_bytes();
+        let alias = &self.bytes[c.at as usize..c.at as usize + c.len as usize];
+        let same = if c.exact {
+            &text[i..e] == alias
+        } else if c.ascii {
+            text[i..e].eq_ignore_ascii_case(alias)
+        } else {
+            folded_eq(p.text, i, alias)
+        };
+        same && !(c.ends_word && word_at(p.text, e)) && !crosses(p.file_starts, i, e)
+    }
+}
+
+/// True when the text folded from `at` on starts with `folded`.
+fn folded_eq(text: &str, at: usize, folded: &[u8]) -> bool {
+    let bytes = text.as_bytes();
+    if at + folded.len() > bytes.len() {
+        return false;
+    }
+    let mut k = 0;
+    while k < folded.len() {
+        let b = bytes[at + k];
+        if b < 0x80 {
+            if b.to_ascii_lowercase() != folded[k] {
+                return false;
+            }
+            k += 1;
+        } else {
+            let c = char_at(text, at + k).expect("a character boundary");
+            let mut buf = [0u8; 4];
+            let f = fold_char(c).encode_utf8(&mut buf).as_bytes();
+            if !folded[k..].starts_with(f) {
+                return false;
+            }
+            k += f.len();
+        }
+    }
+    true
+}
+
+/// True when a word character starts at `at`.
+#[inline]
+fn word_at(text: &str, at: usize) -> bool {
+    match text.as_bytes().get(at) {
+        None => false,
+        Some(&b) if b < 0x80 => CLASS[b as usize] == 1,
+        Some(_) => is_word_char(char_at(text, at).expect("a character boundary")),
     }
 }
 
 /// Pieces smaller than this are not worth a thread.
 const MIN_PIECE: usize = 256 * 1024;
 
-/// Byte classes for the word-start scan: ASCII non-word, ASCII word, UTF-8 lead, continuation.
+/// Byte classes: ASCII non-word, ASCII word, UTF-8 lead, continuation.
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -138,13 +307,44 @@ const CLASS: [u8; 256] = {
 };
 
 /// Bit k of `word` is set when byte k is an ASCII word byte; of `high` when it is not ASCII.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn ascii_masks(block: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let (mut word, mut high) = (0u64, 0u64);
+    for q in 0..4 {
+        // SAFETY: SSE2 is part of x86_64; the load reads 16 of the block's 64 bytes.
+        unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().add(16 * q).cast::<__m128i>());
+            let lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+            // Signed compares: bytes from 0x80 up are negative, so never in a range.
+            let alpha = _mm_and_si128(
+                _mm_cmpgt_epi8(lower, _mm_set1_epi8(0x60)),
+                _mm_cmplt_epi8(lower, _mm_set1_epi8(0x7B)),
+            );
+            let digit = _mm_and_si128(
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(0x2F)),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x3A)),
+            );
+            let under = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x5F));
+            let w = _mm_or_si128(_mm_or_si128(alpha, digit), under);
+            word |= u64::from(_mm_movemask_epi8(w) as u16) << (16 * q);
+            high |= u64::from(_mm_movemask_epi8(v) as u16) << (16 * q);
+        }
+    }
+    (word, high)
+}
+
+/// Bit k of `word` is set when byte k is an ASCII word byte; of `high` when it is not ASCII.
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 fn ascii_masks(block: &[u8; 64]) -> (u64, u64) {
     let (mut word, mut high) = (0u64, 0u64);
     for (k, &b) in block.iter().enumerate() {
-        let lower = b | 0x20;
-        let is_word = lower.wrapping_sub(b'a') < 26 || b.wrapping_sub(b'0') < 10 || b == b'_';
-        word |= u64::from(is_word) << k;
+        word |= u64::from(CLASS[b as usize] == 1) << k;
         high |= u64::from(b >> 7) << k;
     }
     (word, high)
@@ -169,48 +369,91 @@ fn build(patterns: &[String], start: StartKind) -> Result<AhoCorasick, aho_coras
     builder(Some(kind)).or_else(|_| builder(None))
 }
 
-/// A piece of the text being searched, with its case fold.
+/// A piece of the text being searched, with its case fold made when first needed.
 struct Piece<'a> {
     text: &'a str,
     start: usize,
     end: usize,
     /// `text[start..end]` case-folded (the same byte offsets).
-    folded: &'a [u8],
+    folded: OnceCell<String>,
     file_starts: &'a [usize],
 }
 
+impl Piece<'_> {
+    fn folded(&self) -> &[u8] {
+        self.folded
+            .get_or_init(|| {
+                let mut folded = String::with_capacity(self.end - self.start);
+                fold_into(&self.text[self.start..self.end], &mut folded);
+                folded
+            })
+            .as_bytes()
+    }
+}
+
+/// The leading word run of `s`: its bytes up to the first character that is not a word character.
+fn leading_run(s: &str) -> &str {
+    s.find(|c: char| !is_word_char(c)).map_or(s, |k| &s[..k])
+}
+
 impl Detector {
-    /// Builds the automata over all aliases of all terms of `spec`.
+    /// Builds the index over all aliases of all terms of `spec`.
     ///
     /// # Errors
     /// A [`crate::ErrorKind::Spec`] error when the aliases are too many or too long
     /// for an automaton.
     pub fn new(spec: &Spec) -> Result<Detector, Error> {
-        // [at word, anywhere] x [folded, exact]: (search strings, patterns).
+        // [crowded, anywhere] x [folded, exact]: (search strings, patterns).
         let mut lists: [[(Vec<String>, Vec<Pattern>); 2]; 2] = Default::default();
-        let mut word_prefixes: Vec<String> = Vec::new();
-        for (t, term) in spec.terms.iter().enumerate() {
-            for (a, alias) in term.aliases.iter().enumerate() {
-                let mut folded = String::with_capacity(alias.len());
-                fold_into(alias, &mut folded);
-                let at_word = term.whole_word && alias.chars().next().is_some_and(is_word_char);
-                if at_word {
-                    word_prefixes.push(folded.clone());
-                }
-                let list = &mut lists[usize::from(!at_word)][usize::from(term.case_sensitive)];
+        let mut keyed = Vec::new();
+        let push =
+            |lists: &mut [[(Vec<String>, Vec<Pattern>); 2]; 2], kind: usize, t: usize, a: usize| {
+                let term = &spec.terms[t];
+                let alias = &term.aliases[a];
+                let list = &mut lists[kind][usize::from(term.case_sensitive)];
                 list.0.push(if term.case_sensitive {
                     alias.clone()
                 } else {
-                    folded
+                    crate::text::fold_case(alias)
                 });
                 list.1.push(Pattern {
                     term: t as u32,
                     alias: a as u32,
                     whole_word: term.whole_word,
                 });
+            };
+        for (t, term) in spec.terms.iter().enumerate() {
+            for (a, alias) in term.aliases.iter().enumerate() {
+                let folded = crate::text::fold_case(alias);
+                // Where folding may turn a word character into another kind, the text's
+                // runs may not line up with the alias's: search it anywhere.
+                let stable = term.case_sensitive || !folded.chars().any(fold_may_change_word);
+                let at_word =
+                    term.whole_word && stable && alias.chars().next().is_some_and(is_word_char);
+                if !at_word {
+                    push(&mut lists, 1, t, a);
+                    continue;
+                }
+                let written: &str = if term.case_sensitive { alias } else { &folded };
+                let run = leading_run(written);
+                let key = crate::text::fold_case(run);
+                let candidate = Candidate {
+                    at: 0,
+                    len: written.len() as u32,
+                    term: t as u32,
+                    alias: a as u32,
+                    exact: term.case_sensitive,
+                    ascii: written.is_ascii(),
+                    ends_word: written.chars().next_back().is_some_and(is_word_char),
+                };
+                let h = run_hash(key.as_bytes(), 0, key.len());
+                keyed.push((h, key.len(), candidate, written.as_bytes().to_vec()));
             }
         }
-        let filter = PrefixFilter::new(word_prefixes.iter().map(String::as_bytes));
+        let (words, crowded) = WordIndex::new(keyed);
+        for c in crowded {
+            push(&mut lists, 0, c.term as usize, c.alias as usize);
+        }
         let mut groups: [Vec<Group>; 2] = Default::default();
         for (kind, pair) in lists.into_iter().enumerate() {
             for (exact, (strings, patterns)) in pair.into_iter().enumerate() {
@@ -236,15 +479,16 @@ impl Detector {
                 });
             }
         }
-        let [at_word, anywhere] = groups;
+        let [crowded, anywhere] = groups;
         Ok(Detector {
-            at_word,
+            words,
+            crowded,
             anywhere,
-            filter,
         })
     }
 
     /// All occurrences in `text`, in order. `file_starts` are offsets no match may cross.
+    /// The text is cut into pieces searched in parallel on the current rayon pool.
     pub fn find(&self, text: &str, file_starts: &[usize]) -> Vec<Occurrence> {
         let pieces = split_at_newlines(text, rayon::current_num_threads() * 4);
         if pieces.len() <= 1 {
@@ -270,16 +514,15 @@ impl Detector {
         end: usize,
         file_starts: &[usize],
     ) -> Vec<Occurrence> {
-        if self.at_word.is_empty() && self.anywhere.is_empty() {
+        let has_words = self.words.max_run > 0;
+        if !has_words && self.anywhere.is_empty() {
             return Vec::new();
         }
-        let mut folded = String::with_capacity(end - start);
-        fold_into(&text[start..end], &mut folded);
         let piece = Piece {
             text,
             start,
             end,
-            folded: folded.as_bytes(),
+            folded: OnceCell::new(),
             file_starts,
         };
         let mut scan = Scan {
@@ -289,26 +532,19 @@ impl Detector {
             taken_to: start,
             cursor: start,
             next: vec![None; self.anywhere.len()],
+            scratch: String::new(),
         };
-        if !self.at_word.is_empty() {
-            word_starts(text, start, end, |i| {
+        if has_words {
+            let max_run = self.words.max_run;
+            word_runs(text, start, end, |i, j, ascii| {
                 scan.anywhere_before(i);
-                scan.word_start(i);
+                if j - i <= max_run {
+                    scan.word_start(i, j, ascii);
+                }
             });
         }
         scan.anywhere_before(end);
         scan.out
-    }
-
-    /// Improves `best` with the longest valid whole-word match at word start `i`.
-    #[inline]
-    fn longest_at_word(&self, p: &Piece<'_>, i: usize, best: &mut Option<Occurrence>) {
-        let head = &p.folded[i - p.start..];
-        if self.filter.may_match(&head[..head.len().min(3)]) {
-            for g in &self.at_word {
-                self.longest_in(g, p, i, best);
-            }
-        }
     }
 
     /// Improves `best` with the longest valid match of `g` starting at `i`: the
@@ -330,23 +566,32 @@ impl Detector {
             let pattern = &g.patterns[m.pattern().as_usize()];
             let (s, e) = (p.start + m.start(), p.start + m.end());
             if (!pattern.whole_word || whole_word(p.text, s, e)) && !crosses(p.file_starts, s, e) {
-                let found = Occurrence {
-                    start: s,
-                    end: e,
-                    term: pattern.term,
-                    alias: pattern.alias,
-                };
-                let better = best.is_none_or(|b| {
-                    (e, std::cmp::Reverse((found.term, found.alias)))
-                        > (b.end, std::cmp::Reverse((b.term, b.alias)))
-                });
-                if better {
-                    *best = Some(found);
-                }
+                offer(
+                    best,
+                    Occurrence {
+                        start: s,
+                        end: e,
+                        term: pattern.term,
+                        alias: pattern.alias,
+                    },
+                );
                 return;
             }
             limit = m.end() - 1;
         }
+    }
+}
+
+/// Keeps the better of `best` and `found` (both starting at the same place): the
+/// longer, or on a tie the first term and alias of the spec.
+#[inline]
+fn offer(best: &mut Option<Occurrence>, found: Occurrence) {
+    let better = best.is_none_or(|b| {
+        (found.end, std::cmp::Reverse((found.term, found.alias)))
+            > (b.end, std::cmp::Reverse((b.term, b.alias)))
+    });
+    if better {
+        *best = Some(found);
     }
 }
 
@@ -363,6 +608,8 @@ struct Scan<'a> {
     /// Per `anywhere` group: where its next match starts, from an unanchored search
     /// (`usize::MAX`: none), or `None` before the first search.
     next: Vec<Option<usize>>,
+    /// A non-ASCII run, case-folded.
+    scratch: String,
 }
 
 impl Scan<'_> {
@@ -391,13 +638,51 @@ impl Scan<'_> {
         }
     }
 
-    /// Looks at word start `i`, for both kinds of aliases.
-    fn word_start(&mut self, i: usize) {
+    /// Looks at the word run `[i, j)`, for both kinds of aliases.
+    #[inline]
+    fn word_start(&mut self, i: usize, j: usize, ascii: bool) {
         if i < self.taken_to {
             return;
         }
+        let d = self.detector;
+        let p = self.piece;
+        let h = if ascii {
+            run_hash(p.text.as_bytes(), i, j)
+        } else {
+            self.scratch.clear();
+            fold_into(&p.text[i..j], &mut self.scratch);
+            run_hash(self.scratch.as_bytes(), 0, j - i)
+        };
+        let slot = d.words.slot(h);
+        if slot.is_none() && self.next.is_empty() {
+            return;
+        }
         let mut best = None;
-        self.detector.longest_at_word(self.piece, i, &mut best);
+        match slot {
+            None => {}
+            Some(s) if s.len == CROWDED_SLOT => {
+                for g in &d.crowded {
+                    d.longest_in(g, p, i, &mut best);
+                }
+            }
+            Some(s) => {
+                let first = s.first as usize;
+                for c in &d.words.candidates[first..first + s.len as usize] {
+                    if d.words.matches(c, p, i) {
+                        offer(
+                            &mut best,
+                            Occurrence {
+                                start: i,
+                                end: i + c.len as usize,
+                                term: c.term,
+                                alias: c.alias,
+                            },
+                        );
+                        break;
+                    }
+                }
+            }
+        }
         self.anywhere_at(i, &mut best);
         self.take(best);
         self.cursor = i + 1;
@@ -405,6 +690,7 @@ impl Scan<'_> {
 
     /// Looks at every start of an `anywhere` match before `upto` not looked at yet (no
     /// word start among them: those are visited by [`Scan::word_start`]).
+    #[inline]
     fn anywhere_before(&mut self, upto: usize) {
         while !self.next.is_empty() {
             let from = self.cursor.max(self.taken_to);
@@ -430,11 +716,11 @@ impl Scan<'_> {
 impl Group {
     /// The haystack this group searches: the piece as written, or folded.
     #[inline]
-    fn haystack<'a>(&self, p: &Piece<'a>) -> &'a [u8] {
+    fn haystack<'a>(&self, p: &'a Piece<'a>) -> &'a [u8] {
         if self.exact {
             &p.text.as_bytes()[p.start..p.end]
         } else {
-            p.folded
+            p.folded()
         }
     }
 
@@ -448,48 +734,95 @@ impl Group {
     }
 }
 
-/// Calls `visit` at each word start in `text[start..end]`, in order: 64 bytes at a
-/// time as bitmasks where the bytes are ASCII, one character at a time elsewhere.
-fn word_starts(text: &str, start: usize, end: usize, mut visit: impl FnMut(usize)) {
+/// The word and non-ASCII masks of the 64 bytes at `pos` (fewer at `end`: the rest
+/// count as neither). Non-ASCII word characters set the bits of all their bytes;
+/// `carry` takes the bits of one cut by the block's end, and gives them to the next.
+#[inline]
+fn block_masks(text: &str, pos: usize, end: usize, carry: &mut u64) -> (u64, u64) {
     let bytes = text.as_bytes();
-    let mut prev_word = char_before(text, start).is_some_and(is_word_char);
-    let mut i = start;
-    while i < end {
-        if i + 64 <= end {
-            let (word, high) = ascii_masks(bytes[i..i + 64].try_into().expect("64 bytes"));
-            if high == 0 {
-                let mut starts = word & !((word << 1) | u64::from(prev_word));
-                while starts != 0 {
-                    visit(i + starts.trailing_zeros() as usize);
-                    starts &= starts - 1;
-                }
-                prev_word = word >> 63 == 1;
-                i += 64;
-                continue;
-            }
+    let (mut word, high) = match bytes.get(pos..pos + 64) {
+        Some(b) if pos + 64 <= end => ascii_masks(b.try_into().expect("64 bytes")),
+        _ => {
+            let mut b = [b' '; 64];
+            b[..end - pos].copy_from_slice(&bytes[pos..end]);
+            ascii_masks(&b)
         }
-        // Scalar path (non-ASCII nearby, or the tail): one block's worth.
-        let stop = (i + 64).min(end);
-        while i < stop {
-            let word = match CLASS[bytes[i] as usize] {
-                0 => false,
-                1 => true,
-                3 => {
-                    i += 1;
-                    continue;
+    };
+    word |= std::mem::take(carry);
+    let mut leads = high;
+    while leads != 0 {
+        let k = leads.trailing_zeros() as usize;
+        leads &= leads - 1;
+        if CLASS[bytes[pos + k] as usize] != 2 {
+            continue;
+        }
+        let c = char_at(text, pos + k).expect("a character boundary");
+        if is_word_char(c) {
+            let bits = ((1u128 << c.len_utf8()) - 1) << k;
+            word |= bits as u64;
+            *carry |= (bits >> 64) as u64;
+        }
+    }
+    (word, high)
+}
+
+/// Calls `visit(i, j, ascii)` for each word run `[i, j)` (a maximal run of word
+/// characters) starting in `text[start..end]`, in order; `ascii` when the run is.
+/// `start` and `end` sit on line boundaries, so no run crosses them.
+fn word_runs(text: &str, start: usize, end: usize, mut visit: impl FnMut(usize, usize, bool)) {
+    let mut prev = u64::from(char_before(text, start).is_some_and(is_word_char));
+    let mut carry = 0;
+    let mut pos = start;
+    if pos >= end {
+        return;
+    }
+    let mut cur = block_masks(text, pos, end, &mut carry);
+    while pos < end {
+        let next_pos = pos + 64;
+        let next = if next_pos < end {
+            block_masks(text, next_pos, end, &mut carry)
+        } else {
+            (0, 0)
+        };
+        let (word, high) = cur;
+        let mut starts = word & !((word << 1) | prev);
+        while starts != 0 {
+            let k = starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            let rest = !word >> k;
+            let (j, ascii) = if rest != 0 {
+                let n = rest.trailing_zeros() as usize;
+                (pos + k + n, (high >> k) & ((1u64 << n) - 1) == 0)
+            } else if !next.0 != 0 {
+                let n = (!next.0).trailing_zeros() as usize;
+                let tail = if n == 0 {
+                    0
+                } else {
+                    next.1 & (u64::MAX >> (64 - n))
+                };
+                (next_pos + n, high >> k == 0 && tail == 0)
+            } else {
+                // A run longer than the block after it: walk it, from the end of the
+                // character the block cuts, if it cuts one.
+                let mut j = next_pos + 64;
+                while j < end && CLASS[text.as_bytes()[j] as usize] == 3 {
+                    j += 1;
                 }
-                _ => is_word_char(char_at(text, i).expect("char boundary")),
+                let mut ascii = high >> k == 0 && next.1 == 0;
+                while let Some(c) = char_at(text, j).filter(|_| j < end) {
+                    if !is_word_char(c) {
+                        break;
+                    }
+                    ascii &= c.is_ascii();
+                    j += c.len_utf8();
+                }
+                (j, ascii)
             };
-            if word && !prev_word {
-                visit(i);
-            }
-            prev_word = word;
-            i += 1;
+            visit(pos + k, j.min(end), ascii);
         }
-        // Finish a character cut by the block end before going back to blocks.
-        while i < end && CLASS[bytes[i] as usize] == 3 {
-            i += 1;
-        }
+        prev = word >> 63;
+        cur = next;
+        pos = next_pos;
     }
 }
 
@@ -579,6 +912,27 @@ mod tests {
             detect(spec, "cafe\u{301} café CAFE 我的退款"),
             vec![("CAFE".into(), 0), ("退款".into(), 1)]
         );
+    }
+
+    #[test]
+    fn long_non_ascii_runs() {
+        // Runs longer than two blocks, cut by a block end inside a character.
+        let long = "é".repeat(150);
+        let spec = format!(
+            r#"[{{"name": "refund", "definition": "a"}}, {{"name": "{long}", "definition": "b"}}]"#
+        );
+        for pad in 0..4 {
+            let text = format!("{} {long} refund {long}x refund", "a".repeat(pad));
+            assert_eq!(
+                detect(&spec, &text),
+                vec![
+                    (long.clone(), 1),
+                    ("refund".into(), 0),
+                    ("refund".into(), 0)
+                ],
+                "pad {pad}"
+            );
+        }
     }
 
     #[test]
