@@ -533,6 +533,7 @@ impl Detector {
             cursor: start,
             next: vec![None; self.anywhere.len()],
             scratch: String::new(),
+            window: String::new(),
         };
         if has_words {
             let max_run = self.words.max_run;
@@ -548,12 +549,21 @@ impl Detector {
     }
 
     /// Improves `best` with the longest valid match of `g` starting at `i`: the
-    /// longest match first, then shorter ones while the checks reject them.
-    fn longest_in(&self, g: &Group, p: &Piece<'_>, i: usize, best: &mut Option<Occurrence>) {
-        let hay = g.haystack(p);
-        let rel = i - p.start;
+    /// longest match first, then shorter ones while the checks reject them. `hay` is
+    /// what `g` searches (the text as written or folded) from byte `base` of the text
+    /// on, up to the piece's end or `g.max_len` bytes past `i` at least.
+    fn longest_in(
+        &self,
+        g: &Group,
+        hay: &[u8],
+        base: usize,
+        p: &Piece<'_>,
+        i: usize,
+        best: &mut Option<Occurrence>,
+    ) {
+        let rel = i - base;
         // A match ending before the best one's end cannot win.
-        let min_end = best.map_or(rel + 1, |b: Occurrence| b.end - p.start);
+        let min_end = best.map_or(rel + 1, |b: Occurrence| b.end - base);
         let mut limit = (rel + g.max_len).min(hay.len());
         while limit >= min_end {
             let input = Input::new(hay).span(rel..limit).anchored(Anchored::Yes);
@@ -564,7 +574,7 @@ impl Detector {
                 return;
             }
             let pattern = &g.patterns[m.pattern().as_usize()];
-            let (s, e) = (p.start + m.start(), p.start + m.end());
+            let (s, e) = (base + m.start(), base + m.end());
             if (!pattern.whole_word || whole_word(p.text, s, e)) && !crosses(p.file_starts, s, e) {
                 offer(
                     best,
@@ -610,6 +620,8 @@ struct Scan<'a> {
     next: Vec<Option<usize>>,
     /// A non-ASCII run, case-folded.
     scratch: String,
+    /// The text a crowded run's aliases may cover, case-folded.
+    window: String,
 }
 
 impl Scan<'_> {
@@ -626,7 +638,9 @@ impl Scan<'_> {
         for g in 0..self.next.len() {
             if self.next_at(g, i) == i {
                 let group = &self.detector.anywhere[g];
-                self.detector.longest_in(group, self.piece, i, best);
+                let hay = group.haystack(self.piece);
+                let p = self.piece;
+                self.detector.longest_in(group, hay, p.start, p, i, best);
             }
         }
     }
@@ -662,7 +676,20 @@ impl Scan<'_> {
             None => {}
             Some(s) if s.len == CROWDED_SLOT => {
                 for g in &d.crowded {
-                    d.longest_in(g, p, i, &mut best);
+                    if g.exact {
+                        let hay = &p.text.as_bytes()[p.start..p.end];
+                        d.longest_in(g, hay, p.start, p, i, &mut best);
+                    } else {
+                        // Only the bytes a match may cover are folded, not the piece.
+                        let bytes = p.text.as_bytes();
+                        let mut stop = (i + g.max_len).min(p.end);
+                        while stop < p.end && CLASS[bytes[stop] as usize] == 3 {
+                            stop += 1;
+                        }
+                        self.window.clear();
+                        fold_into(&p.text[i..stop], &mut self.window);
+                        d.longest_in(g, self.window.as_bytes(), i, p, i, &mut best);
+                    }
                 }
             }
             Some(s) => {
