@@ -66,6 +66,12 @@ struct Group {
 pub struct Detector {
     /// Whole-word aliases starting with a word character, by their leading word run.
     words: WordIndex,
+    /// The aliases of split runs (shared by many aliases) that go on past the run, by
+    /// their first two word runs and what separates them.
+    pairs: WordIndex,
+    /// Byte lengths of the longest separator and the longest pair key of `pairs`.
+    max_sep: usize,
+    max_pair: usize,
     /// Anchored automata over the aliases of crowded runs: case-folded, then exact.
     crowded: Vec<Group>,
     /// Unanchored automata over the aliases that may start anywhere.
@@ -99,6 +105,26 @@ struct Slot {
     first: u32,
     /// Candidates in `candidates[first..first + len]`; 0: empty; `CROWDED_SLOT`: crowded.
     len: u32,
+    /// The run's longer aliases are in `Detector::pairs` (only the aliases that end
+    /// within the run and its separator are listed here, maybe none).
+    split: bool,
+}
+
+/// One alias for [`WordIndex::build`]: the hash of its leading run (folded), the run's
+/// length, the candidate, its bytes, and the hash of its first two runs and what
+/// separates them (folded) when it goes on past its leading run.
+struct Keyed {
+    hash: u64,
+    run: usize,
+    candidate: Candidate,
+    bytes: Vec<u8>,
+    pair: Option<u64>,
+}
+
+/// What a table slot holds before the table is laid out.
+enum Entry {
+    List(Vec<(Candidate, Vec<u8>)>, bool),
+    Crowded,
 }
 
 /// An alias to check at a word start whose run hashes to its slot.
@@ -157,45 +183,88 @@ fn run_hash(b: &[u8], i: usize, j: usize) -> u64 {
 }
 
 impl WordIndex {
-    /// `keyed`: (hash of the folded leading run, its length, the candidate, its bytes).
-    fn new(keyed: Vec<(u64, usize, Candidate, Vec<u8>)>) -> (WordIndex, Vec<Candidate>) {
-        let mut by_hash: BTreeMap<u64, Vec<(Candidate, Vec<u8>)>> = BTreeMap::new();
+    /// The table of leading runs and the table of pairs of runs; and the aliases left
+    /// to the crowded automata (more than [`CROWDED`] share a key that cannot be split).
+    fn build(keyed: Vec<Keyed>) -> (WordIndex, WordIndex, Vec<Candidate>) {
+        let mut by_hash: BTreeMap<u64, Vec<Keyed>> = BTreeMap::new();
         let mut max_run = 0;
-        for (h, run, c, b) in keyed {
-            max_run = max_run.max(run);
-            by_hash.entry(h).or_default().push((c, b));
+        for k in keyed {
+            max_run = max_run.max(k.run);
+            by_hash.entry(k.hash).or_default().push(k);
         }
-        let size = (by_hash.len() * 2).next_power_of_two().max(16);
+        let mut crowded = Vec::new();
+        let mut firsts = Vec::new();
+        let mut by_pair: BTreeMap<u64, Vec<(Candidate, Vec<u8>)>> = BTreeMap::new();
+        for (h, list) in by_hash {
+            if list.len() <= CROWDED {
+                let list = list.into_iter().map(|k| (k.candidate, k.bytes)).collect();
+                firsts.push((h, Entry::List(list, false)));
+                continue;
+            }
+            let short = list.iter().filter(|k| k.pair.is_none()).count();
+            if short > CROWDED || short == list.len() {
+                crowded.extend(list.into_iter().map(|k| k.candidate));
+                firsts.push((h, Entry::Crowded));
+                continue;
+            }
+            let mut here = Vec::new();
+            for k in list {
+                match k.pair {
+                    Some(p) => by_pair.entry(p).or_default().push((k.candidate, k.bytes)),
+                    None => here.push((k.candidate, k.bytes)),
+                }
+            }
+            firsts.push((h, Entry::List(here, true)));
+        }
+        let mut seconds = Vec::new();
+        for (h, list) in by_pair {
+            if list.len() > CROWDED {
+                crowded.extend(list.into_iter().map(|(c, _)| c));
+                seconds.push((h, Entry::Crowded));
+            } else {
+                seconds.push((h, Entry::List(list, false)));
+            }
+        }
+        let mut first = WordIndex::lay_out(firsts);
+        first.max_run = max_run;
+        (first, WordIndex::lay_out(seconds), crowded)
+    }
+
+    fn lay_out(entries: Vec<(u64, Entry)>) -> WordIndex {
+        let size = (entries.len() * 2).next_power_of_two().max(16);
         let mut index = WordIndex {
             filter: vec![0; (1 << FILTER_BITS) / 64],
             slots: vec![Slot::default(); size],
             candidates: Vec::new(),
             bytes: Vec::new(),
-            max_run,
+            max_run: 0,
         };
-        let mut crowded = Vec::new();
-        for (h, mut list) in by_hash {
+        for (h, entry) in entries {
             let f = (h >> (64 - FILTER_BITS)) as usize;
             index.filter[f >> 6] |= 1 << (f & 63);
             let mut s = h as usize & (size - 1);
-            while index.slots[s].len != 0 {
+            while index.slots[s].len != 0 || index.slots[s].split {
                 s = (s + 1) & (size - 1);
             }
-            if list.len() > CROWDED {
-                crowded.extend(list.into_iter().map(|(c, _)| c));
-                index.slots[s] = Slot {
-                    hash: h,
-                    first: 0,
-                    len: CROWDED_SLOT,
-                };
-                continue;
-            }
+            let (mut list, split) = match entry {
+                Entry::Crowded => {
+                    index.slots[s] = Slot {
+                        hash: h,
+                        first: 0,
+                        len: CROWDED_SLOT,
+                        split: false,
+                    };
+                    continue;
+                }
+                Entry::List(list, split) => (list, split),
+            };
             // Longest first; among equals, the first term (and alias) of the spec.
             list.sort_by_key(|(c, _)| (std::cmp::Reverse(c.len), c.term, c.alias));
             index.slots[s] = Slot {
                 hash: h,
                 first: index.candidates.len() as u32,
                 len: list.len() as u32,
+                split,
             };
             for (mut c, b) in list {
                 c.at = index.bytes.len() as u32;
@@ -203,7 +272,7 @@ impl WordIndex {
                 index.candidates.push(c);
             }
         }
-        (index, crowded)
+        index
     }
 
     #[inline]
@@ -216,7 +285,7 @@ impl WordIndex {
         let mut s = h as usize & mask;
         loop {
             let slot = self.slots[s];
-            if slot.len == 0 {
+            if slot.len == 0 && !slot.split {
                 return None;
             }
             if slot.hash == h {
@@ -271,6 +340,17 @@ fn folded_eq(text: &str, at: usize, folded: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// The byte length of the UTF-8 character that starts with byte `b`.
+#[inline]
+fn utf8_len(b: u8) -> usize {
+    match b {
+        0..=0x7F => 1,
+        0x80..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        _ => 4,
+    }
 }
 
 /// True when a word character starts at `at`.
@@ -406,6 +486,7 @@ impl Detector {
         // [crowded, anywhere] x [folded, exact]: (search strings, patterns).
         let mut lists: [[(Vec<String>, Vec<Pattern>); 2]; 2] = Default::default();
         let mut keyed = Vec::new();
+        let (mut max_sep, mut max_pair) = (0, 0);
         let push =
             |lists: &mut [[(Vec<String>, Vec<Pattern>); 2]; 2], kind: usize, t: usize, a: usize| {
                 let term = &spec.terms[t];
@@ -447,10 +528,25 @@ impl Detector {
                     ends_word: written.chars().next_back().is_some_and(is_word_char),
                 };
                 let h = run_hash(key.as_bytes(), 0, key.len());
-                keyed.push((h, key.len(), candidate, written.as_bytes().to_vec()));
+                // The second run, after the characters that are not word characters.
+                let rest = &written[run.len()..];
+                let pair = rest.find(is_word_char).map(|sep| {
+                    let end = run.len() + sep + leading_run(&rest[sep..]).len();
+                    let key = crate::text::fold_case(&written[..end]);
+                    max_sep = max_sep.max(sep);
+                    max_pair = max_pair.max(end);
+                    run_hash(key.as_bytes(), 0, end)
+                });
+                keyed.push(Keyed {
+                    hash: h,
+                    run: key.len(),
+                    candidate,
+                    bytes: written.as_bytes().to_vec(),
+                    pair,
+                });
             }
         }
-        let (words, crowded) = WordIndex::new(keyed);
+        let (words, pairs, crowded) = WordIndex::build(keyed);
         for c in crowded {
             push(&mut lists, 0, c.term as usize, c.alias as usize);
         }
@@ -482,6 +578,9 @@ impl Detector {
         let [crowded, anywhere] = groups;
         Ok(Detector {
             words,
+            pairs,
+            max_sep,
+            max_pair,
             crowded,
             anywhere,
         })
@@ -672,47 +771,95 @@ impl Scan<'_> {
             return;
         }
         let mut best = None;
-        match slot {
-            None => {}
-            Some(s) if s.len == CROWDED_SLOT => {
-                for g in &d.crowded {
-                    if g.exact {
-                        let hay = &p.text.as_bytes()[p.start..p.end];
-                        d.longest_in(g, hay, p.start, p, i, &mut best);
-                    } else {
-                        // Only the bytes a match may cover are folded, not the piece.
-                        let bytes = p.text.as_bytes();
-                        let mut stop = (i + g.max_len).min(p.end);
-                        while stop < p.end && CLASS[bytes[stop] as usize] == 3 {
-                            stop += 1;
-                        }
-                        self.window.clear();
-                        fold_into(&p.text[i..stop], &mut self.window);
-                        d.longest_in(g, self.window.as_bytes(), i, p, i, &mut best);
-                    }
-                }
-            }
-            Some(s) => {
-                let first = s.first as usize;
-                for c in &d.words.candidates[first..first + s.len as usize] {
-                    if d.words.matches(c, p, i) {
-                        offer(
-                            &mut best,
-                            Occurrence {
-                                start: i,
-                                end: i + c.len as usize,
-                                term: c.term,
-                                alias: c.alias,
-                            },
-                        );
-                        break;
-                    }
+        if let Some(s) = slot {
+            self.in_slot(&d.words, s, i, &mut best);
+            if s.split {
+                if let Some(s) = self.pair_hash(i, j, ascii).and_then(|h| d.pairs.slot(h)) {
+                    self.in_slot(&d.pairs, s, i, &mut best);
                 }
             }
         }
         self.anywhere_at(i, &mut best);
         self.take(best);
         self.cursor = i + 1;
+    }
+
+    /// Improves `best` with the longest valid alias of slot `s` of `table` at `i`.
+    #[inline]
+    fn in_slot(&mut self, table: &WordIndex, s: Slot, i: usize, best: &mut Option<Occurrence>) {
+        let d = self.detector;
+        let p = self.piece;
+        if s.len == CROWDED_SLOT {
+            for g in &d.crowded {
+                if g.exact {
+                    let hay = &p.text.as_bytes()[p.start..p.end];
+                    d.longest_in(g, hay, p.start, p, i, best);
+                } else {
+                    // Only the bytes a match may cover are folded, not the piece.
+                    let bytes = p.text.as_bytes();
+                    let mut stop = (i + g.max_len).min(p.end);
+                    while stop < p.end && CLASS[bytes[stop] as usize] == 3 {
+                        stop += 1;
+                    }
+                    self.window.clear();
+                    fold_into(&p.text[i..stop], &mut self.window);
+                    d.longest_in(g, self.window.as_bytes(), i, p, i, best);
+                }
+            }
+            return;
+        }
+        let first = s.first as usize;
+        for c in &table.candidates[first..first + s.len as usize] {
+            if table.matches(c, p, i) {
+                offer(
+                    best,
+                    Occurrence {
+                        start: i,
+                        end: i + c.len as usize,
+                        term: c.term,
+                        alias: c.alias,
+                    },
+                );
+                return;
+            }
+        }
+    }
+
+    /// The hash of the text from word start `i` (its run ends at `j`) to the end of the
+    /// next word run, as [`Detector::pairs`] is keyed; `None` when that is longer than
+    /// any key (or there is no next run in the piece).
+    #[inline]
+    fn pair_hash(&mut self, i: usize, j: usize, ascii: bool) -> Option<u64> {
+        let d = self.detector;
+        let p = self.piece;
+        let bytes = p.text.as_bytes();
+        let mut all_ascii = ascii;
+        let mut k = j;
+        while !word_at(p.text, k) {
+            if k >= p.end || k - j >= d.max_sep {
+                return None;
+            }
+            all_ascii &= bytes[k] < 0x80;
+            k += utf8_len(bytes[k]);
+        }
+        if k >= p.end {
+            return None;
+        }
+        let mut e = k;
+        while e < p.end && word_at(p.text, e) {
+            all_ascii &= bytes[e] < 0x80;
+            e += utf8_len(bytes[e]);
+            if e - i > d.max_pair {
+                return None;
+            }
+        }
+        Some(if all_ascii {
+            run_hash(bytes, i, e)
+        } else {
+            self.scratch.clear();
+            fold_into(&p.text[i..e], &mut self.scratch);
+            run_hash(self.scratch.as_bytes(), 0, e - i)
+        })
     }
 
     /// Looks at every start of an `anywhere` match before `upto` not looked at yet (no
@@ -960,6 +1107,102 @@ mod tests {
                 "pad {pad}"
             );
         }
+    }
+
+    /// Leftmost-longest by trying every alias at every character, the slow way.
+    fn naive(spec: &Spec, text: &str) -> Vec<(usize, usize, u32)> {
+        let fold = crate::text::fold_case;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < text.len() {
+            let mut best: Option<(usize, u32, u32)> = None;
+            for (t, term) in spec.terms.iter().enumerate() {
+                for (a, alias) in term.aliases.iter().enumerate() {
+                    let e = i + alias.len();
+                    let Some(slice) = text.get(i..e) else {
+                        continue;
+                    };
+                    let same = if term.case_sensitive {
+                        slice == alias
+                    } else {
+                        fold(slice) == fold(alias)
+                    };
+                    if !same || (term.whole_word && !whole_word(text, i, e)) {
+                        continue;
+                    }
+                    if best.is_none_or(|(be, _, _)| e > be) {
+                        best = Some((e, t as u32, a as u32));
+                    }
+                }
+            }
+            match best {
+                Some((e, t, _)) => {
+                    out.push((i, e, t));
+                    i = e;
+                }
+                None => i += char_at(text, i).map_or(1, char::len_utf8),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn runs_shared_by_many_aliases_agree_with_the_naive_search() {
+        // More than CROWDED aliases share the run "refund": split by their second run,
+        // with "refund policy" itself shared by more than CROWDED (left to automata).
+        let mut names: Vec<String> = [
+            "refund",
+            "refund!",
+            "refund pol",
+            "refund-policy",
+            "refund  policy",
+            "refund ä",
+            "refund Äb",
+            "refund b",
+            "refund b c",
+            "refund 1",
+            "refund_x y",
+            "refund (a)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        names.extend((0..10).map(|k| format!("refund policy w{k}")));
+        names.push("refund policy".into());
+        let mut terms: Vec<String> = names
+            .iter()
+            .map(|n| format!(r#"{{"name": "{n}", "definition": "d"}}"#))
+            .collect();
+        terms.push(r#"{"name": "Refund Bz", "definition": "d", "case_sensitive": true}"#.into());
+        let spec = Spec::from_json(&format!("[{}]", terms.join(","))).unwrap();
+        let d = Detector::new(&spec).unwrap();
+        let words = [
+            "refund", "refund", "refund", "Refund", "REFUND", "policy", "policy", "pol", "w1",
+            "W3", "w12", "b", "B", "c", "ä", "Äb", "Bz", "bz", "1", "x", "y", "(a)", "!", "-", " ",
+            "  ", "\n", "_", "é",
+        ];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut long = 0;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..12 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(words[(seed % words.len() as u64) as usize]);
+                if seed >> 60 < 9 {
+                    text.push(' ');
+                }
+            }
+            let found: Vec<(usize, usize, u32)> = d
+                .find(&text, &[0])
+                .iter()
+                .map(|o| (o.start, o.end, o.term))
+                .collect();
+            assert_eq!(found, naive(&spec, &text), "{text:?}");
+            long += found.iter().filter(|f| f.1 - f.0 > 8).count();
+        }
+        assert!(long > 300, "{long} matches longer than 8 bytes");
     }
 
     #[test]
