@@ -307,12 +307,40 @@ impl WordIndex {
         let same = if c.exact {
             &text[i..e] == alias
         } else if c.ascii {
-            text[i..e].eq_ignore_ascii_case(alias)
+            ascii_folded_eq(&text[i..e], alias)
         } else {
             folded_eq(p.text, i, alias)
         };
         same && !(c.ends_word && word_at(p.text, e)) && !crosses(p.file_starts, i, e)
     }
+}
+
+/// True when the ASCII-folded `text` equals `folded` (lowercase ASCII, same length),
+/// eight bytes at a time: a byte may differ from the alias's only by 0x20, and only
+/// where the alias has a lowercase letter (then the text has its capital).
+#[inline]
+fn ascii_folded_eq(text: &[u8], folded: &[u8]) -> bool {
+    let n = folded.len();
+    let mut k = 0;
+    while k < n {
+        let (t, a) = (load8(text, k), load8(folded, k));
+        let live = if n - k >= 8 {
+            !0
+        } else {
+            (1u64 << (8 * (n - k))) - 1
+        };
+        // 0x20 where a byte of the alias is in `a`..=`z`: add 0x1F to bytes from 0x61 up
+        // (no carry: 0x7A + 0x1F < 0x100 and bytes are ASCII), compare with 0x7A.
+        let low7 = a & 0x7F7F_7F7F_7F7F_7F7F;
+        let ge_a = (low7 + 0x1F1F_1F1F_1F1F_1F1F) & 0x8080_8080_8080_8080; // byte >= 0x61
+        let gt_z = (low7 + 0x0505_0505_0505_0505) & 0x8080_8080_8080_8080; // byte >= 0x7B
+        let letters = (ge_a & !gt_z) >> 2; // 0x20 per letter byte
+        if (t ^ a) & !letters & live != 0 {
+            return false;
+        }
+        k += 8;
+    }
+    true
 }
 
 /// True when the text folded from `at` on starts with `folded`.
@@ -1203,6 +1231,27 @@ mod tests {
             long += found.iter().filter(|f| f.1 - f.0 > 8).count();
         }
         assert!(long > 300, "{long} matches longer than 8 bytes");
+    }
+
+    #[test]
+    fn ascii_folded_eq_is_eq_ignore_ascii_case() {
+        for a in (0u8..128).map(|a| a.to_ascii_lowercase()) {
+            for t in 0u8..=255 {
+                for at in [0, 5, 8, 13] {
+                    let mut alias = b"xyz_09-ab ok.xy".to_vec();
+                    let mut text = b"XyZ_09-aB OK.xY".to_vec();
+                    alias[at] = a;
+                    text[at] = t;
+                    for n in at + 1..=alias.len() {
+                        assert_eq!(
+                            ascii_folded_eq(&text[..n], &alias[..n]),
+                            text[..n].eq_ignore_ascii_case(&alias[..n]),
+                            "{t:#x} vs {a:#x} at {at} of {n}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

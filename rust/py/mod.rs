@@ -406,10 +406,11 @@ impl Compiler {
 
     fn detect_guarded<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyDict>> {
         let compiler = self.0.clone();
-        let owned = text.to_string();
+        // `text` borrows the argument's UTF-8, which the caller keeps alive (and a str
+        // never changes) while the lock is released: no copy.
         let [starts, ends, terms, aliases] = py.detach(move || {
-            let occ = compiler.detector().find(&owned, &[0]);
-            let (starts, ends) = occurrence_chars(&owned, &occ);
+            let occ = compiler.detector().find(text, &[0]);
+            let (starts, ends) = occurrence_chars(text, &occ);
             let terms = occ.iter().map(|o| i64::from(o.term)).collect();
             let aliases = occ.iter().map(|o| i64::from(o.alias)).collect();
             [starts, ends, terms, aliases]
