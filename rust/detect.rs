@@ -160,7 +160,7 @@ fn load8(b: &[u8], at: usize) -> u64 {
 /// The hash of the word run `b[i..j]`, already case-folded or ASCII. Each byte is
 /// or-ed with 0x20 first: on ASCII word bytes that is the fold itself, so an ASCII run
 /// of the text hashes like its fold without being copied.
-#[inline]
+#[inline(always)]
 fn run_hash(b: &[u8], i: usize, j: usize) -> u64 {
     let len = j - i;
     let (a, c) = if len <= 8 {
