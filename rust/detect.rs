@@ -11,9 +11,12 @@
 //! by a check never hides a shorter valid one, and a start inside the last occurrence
 //! taken is not looked at.
 //!
-//! Runs that many aliases share (`aa`, `aa aa`, …) go to anchored Aho-Corasick
-//! automata instead, asked again for a shorter match while a longer one fails, so the
-//! work stays linear however the aliases nest. Aliases that may start anywhere (not
+//! A run that many aliases share (`refund` in `refund policy`, `refund window`, …) is
+//! split: the aliases that go on past it are looked up again by their first two runs
+//! and what separates them, in a second table. A key still shared by many aliases
+//! (`aa`, `aa aa`, …) goes to anchored Aho-Corasick automata over a folded window,
+//! asked again for a shorter match while a longer one fails, so the work stays
+//! linear however the aliases nest. Aliases that may start anywhere (not
 //! whole-word, or starting with punctuation or an unspaced script) are found by
 //! unanchored automata over the case-folded text, folded lazily, only when needed.
 //! Aliases hold no line break, so the text is searched in parallel, cut at newlines.
