@@ -40,6 +40,8 @@ pytest: build
 
 ## bench: criterion benches of the Rust stages + pytest-benchmark against the peers
 bench: build llama
+	@# the detect peers added after a venv was made (env installs them in a new one)
+	$(PY) -c "import hyperscan, daachorse" 2>/dev/null || $(PIP) install -q "hyperscan>=0.9" "daachorse>=0.5"
 	cargo bench --bench stages -- --noplot
 	$(PY) -m pytest benches/test_*.py benches/bench_*.py -q -p no:cacheprovider --benchmark-only --benchmark-columns=median,ops,rounds --benchmark-sort=name
 	$(PY) benches/report.py
@@ -110,7 +112,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q "maturin>=1.7,<2" numpy msgpack "tokenizers>=0.19" zstandard \
-	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" matplotlib jsonschema gguf \
+	    pytest pytest-benchmark hypothesis flashtext==2.7 "ahocorasick-rs>=0.22" "hyperscan>=0.9" "daachorse>=0.5" \
+	    matplotlib jsonschema gguf \
 	    ruff mypy "ray>=2.9"
 	touch $(STAMP)
 

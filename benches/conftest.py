@@ -19,10 +19,14 @@ BENCH_DIR = ROOT / "build" / "bench"
 RESULTS_JSON = BENCH_DIR / "results.json"
 
 # The corpora the peers are compared on: the default 4 MB prompt with 1000 terms x 3
-# aliases (what the goals are stated for), and the same size with ten times the terms.
+# aliases (what the goals are stated for), the same size with ten times the terms, and
+# 4 MB of natural English (this repository's README.md and docs/*.md, repeated) with
+# 1000 terms x 3 aliases from its own vocabulary, most of them single short words
+# (`corpus.english`).
 CORPORA = {
     "1k-terms": dict(size_bytes=4_000_000, n_terms=1000, aliases_per_term=3, seed=7),
     "10k-terms": dict(size_bytes=4_000_000, n_terms=10_000, aliases_per_term=3, seed=11),
+    "english": dict(kind="english", size_bytes=4_000_000, n_terms=1000, aliases_per_term=3, seed=5),
 }
 MAIN = "1k-terms"
 
@@ -65,9 +69,11 @@ class Corpus:
 
 
 def _make(key: str) -> Corpus:
-    from corpus import generate
+    from corpus import english, generate
 
-    text, spec = generate(**CORPORA[key])
+    settings = dict(CORPORA[key])
+    make = english if settings.pop("kind", None) == "english" else generate
+    text, spec = make(**settings)
     data = text.encode("utf-8")
     spec_json = json.dumps(spec, ensure_ascii=False)
     directory = BENCH_DIR / "corpus" / key

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from aotcc._io import atomic_write
 
-__all__ = ["generate", "write"]
+__all__ = ["english", "generate", "write"]
 
 # --- vocabulary: term names ----------------------------------------------------------
 
@@ -738,6 +738,54 @@ def write(
     atomic_write(corpus_path, text.encode("utf-8"))
     atomic_write(terms_path, (json.dumps(spec, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return corpus_path, terms_path
+
+
+# --- natural English: this repository's own documentation ---------------------------
+
+_ROOT = Path(__file__).resolve().parent.parent
+_WORD_RE = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
+
+
+def english(size_bytes: int = 4_000_000, n_terms: int = 1000, aliases_per_term: int = 3,
+            seed: int = 5) -> tuple[str, dict]:
+    """Natural English: README.md and docs/*.md of this repository (human-written prose
+    with some Markdown and code), joined and repeated to `size_bytes` (cut after a line
+    break), and a term spec drawn from its own vocabulary: `n_terms` names that are word
+    pairs found in the text, and as the other aliases its single words (then more word
+    pairs when those run out), so most aliases are short and occur often. The 40 most frequent words (the, of, a, …)
+    are left out. Same arguments and same docs, same bytes."""
+    files = [_ROOT / "README.md", *sorted((_ROOT / "docs").glob("*.md"))]
+    base = "\n\n".join(f.read_text(encoding="utf-8").strip() for f in files) + "\n\n"
+    reps = -(-size_bytes // len(base.encode("utf-8"))) or 1
+    text = base * reps
+    if len(text.encode("utf-8")) > size_bytes > 0:
+        cut = text.encode("utf-8")[:size_bytes].rfind(b"\n") + 1
+        text = text.encode("utf-8")[:cut].decode("utf-8")
+    words = [w.lower() for w in _WORD_RE.findall(base)]
+    freq: dict[str, int] = {}
+    for w in words:
+        freq[w] = freq.get(w, 0) + 1
+    ranked = sorted(freq, key=lambda w: (-freq[w], w))
+    common = set(ranked[:40])
+    singles = [w for w in ranked[40:] if len(w) >= 2]
+    pairs: dict[str, int] = {}
+    for a, b in zip(words, words[1:]):
+        if a not in common and b not in common and a != b and min(len(a), len(b)) >= 2:
+            pairs[f"{a} {b}"] = pairs.get(f"{a} {b}", 0) + 1
+    ranked_pairs = sorted(pairs, key=lambda p: (-pairs[p], p))
+    extra = aliases_per_term - 1
+    # Single words first, then the word pairs that are not names.
+    pool = (singles + ranked_pairs[n_terms:])[: n_terms * extra]
+    if len(ranked_pairs) < n_terms or len(pool) < n_terms * extra:
+        raise ValueError(f"the docs' vocabulary is too small for {n_terms} terms x {aliases_per_term} aliases")
+    names = ranked_pairs[:n_terms]
+    random.Random(seed).shuffle(pool)
+    terms = [
+        {"name": name, "aliases": pool[i * extra:(i + 1) * extra],
+         "definition": f"The project's meaning of {name!r}."}
+        for i, name in enumerate(names)
+    ]
+    return text, {"options": {}, "terms": terms}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,13 @@ RESULTS = BENCH_DIR / "results.json"
 GOAL_MB_S, STRETCH_MB_S = 500.0, 1000.0
 GOAL_SECONDS = 1.5
 GOAL_RSS_RATIO = 10.0
+# Issue 16: aotcc detect (whole-word, leftmost-longest, 2 cores) against Hyperscan on the
+# same corpus in the same run: (peer role, corpus, least ratio aotcc MB/s ÷ peer MB/s).
+HYPERSCAN_GOALS = (
+    ("hyperscan-literal", "1k-terms", 2.0),
+    ("hyperscan-literal", "english", 1.0),
+    ("hyperscan-boundary", "1k-terms", 3.0),
+)
 CRITERION_GROUP = "rust stages (criterion)"
 
 
@@ -37,6 +44,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
     kind: str = "peer"  # aotcc, peer, process, other
     baseline: str | None = None  # "detect" or "dpr": the row the ratios divide by
+    role: str | None = None  # extra_info["role"], e.g. "hyperscan-literal"
 
     @property
     def mb_s(self) -> float | None:
@@ -107,7 +115,7 @@ def load_pytest(path: Path) -> tuple[list[Row], dict, dict]:
             if count is not None:
                 notes.append(f"count stage {_fmt_seconds(count)}")
         baseline = "detect" if info.get("baseline") == "detect" else None
-        rows.append(Row(group, contender, nbytes, stats["median"], stats["rounds"], notes, kind, baseline))
+        rows.append(Row(group, contender, nbytes, stats["median"], stats["rounds"], notes, kind, baseline, role))
         if "detect_plan_rewrite_seconds" in info:
             st = info["stage_seconds"]
             rows.append(Row(group, "aotcc detect+plan+rewrite (stage timings)", nbytes,
@@ -139,7 +147,7 @@ def load_criterion() -> list[Row]:
 
 
 def _group_order(group: str) -> tuple[int, str]:
-    order = {"1k-terms": 0, "10k-terms": 1, CRITERION_GROUP: 2, "processes": 3}
+    order = {"1k-terms": 0, "10k-terms": 1, "english": 2, CRITERION_GROUP: 3, "processes": 4}
     return order.get(group, 4), group
 
 
@@ -172,6 +180,14 @@ def goals(rows: list[Row], special: dict) -> list[tuple[str, str, str]]:
         if key in special:
             s = special[key]["stats"]["median"]
             out.append((f"e2e aotcc.compile of 4 MB with {label} ≤ 1.5 s", _fmt_seconds(s), _status(s <= GOAL_SECONDS)))
+    for role, group, least in HYPERSCAN_GOALS:
+        detect = next((r for r in rows if r.group == group and r.baseline == "detect" and r.mb_s), None)
+        peer = next((r for r in rows if r.group == group and r.role == role and r.mb_s), None)
+        if detect is None or peer is None or not detect.mb_s or not peer.mb_s:
+            continue
+        ratio = detect.mb_s / peer.mb_s
+        out.append((f"aotcc detect ≥ {least:g}× {peer.contender} [{group}]",
+                    f"{detect.mb_s:,.0f} vs {peer.mb_s:,.0f} MB/s = {ratio:.2f}×", _status(ratio >= least)))
     base = special.get("baseline", {}).get("extra_info", {}).get("peak_rss_bytes")
     for key, label in (("cli-tokenizer", "tokenizer.json"), ("cli-estimator", "estimator")):
         if key not in special:

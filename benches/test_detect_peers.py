@@ -1,7 +1,10 @@
 """aotcc's term detection against what a user would pick instead, in the same run.
 
-Contenders, each on the generated 4 MB prompt (both corpora of conftest.CORPORA unless
-noted), with every alias of every term mapped to the term:
+Contenders, each on every corpus of conftest.CORPORA unless noted (the synthetic 4 MB
+prompt with 1000 terms x 3 aliases, the same with 10,000 terms, and `english`: 4 MB of
+natural English, this repository's README.md and docs/*.md repeated, with 3000 aliases
+from its own vocabulary, most of them single short words), with every alias of every
+term mapped to the term:
 
 - aotcc detect: `_core.Compiler(spec).detect(text)` (boundary checks, leftmost-longest);
 - aotcc compile with the estimator: detect + plan + rewrite and the rest; the
@@ -11,6 +14,17 @@ noted), with every alias of every term mapped to the term:
   default); replace grows faster than linearly with the input, so it runs on a slice;
 - ahocorasick_rs `find_matches_as_indexes` (LeftmostLongest) on the lowercased text:
   matching only, no word boundaries, lowercasing not timed;
+- daachorse `DoubleArrayAhoCorasick.find` (leftmost-longest, a double-array automaton)
+  on the lowercased bytes: matching only, no word boundaries, lowercasing not timed;
+- Hyperscan (the `hyperscan` binding, one core) in block mode over the UTF-8 bytes:
+  every alias as a caseless literal without word boundaries (the pure literal
+  compiler), and every alias as a caseless UTF-8 regex with `\\b` at each end that is
+  a word character (aotcc's whole-word rule; Hyperscan's `\\b` is ASCII-only, it is not
+  supported in its Unicode mode, so a boundary next to a non-ASCII letter differs from
+  aotcc's, which is rare on these corpora). Hyperscan reports every
+  match, overlapping ones included, through a Python callback that only counts them;
+  the database compile (seconds for the `\\b` one) is not timed, it goes in `extra_info`;
+  the `\\b` one is skipped on the 10k-terms corpus, where its compile takes over a minute.
 - the pure-Python reference (tests/reference.py) on a small slice of the main corpus
   (it tries every alias at every position: about 50 bytes/s with 4000 aliases).
 
@@ -20,7 +34,10 @@ noted), with every alias of every term mapped to the term:
 from __future__ import annotations
 
 import os
+import re
 import statistics
+import time
+import unicodedata
 
 import pytest
 
@@ -138,6 +155,76 @@ def test_ahocorasick_rs(benchmark, any_corpus):
                                rounds=ROUNDS_MEDIUM, iterations=1, warmup_rounds=1)
     _info(benchmark, "ahocorasick_rs (match only)", any_corpus, len(any_corpus.data), matches=len(found),
           note="lowercased text, no word boundaries; lowercasing not timed")
+
+
+def test_daachorse(benchmark, any_corpus):
+    import daachorse
+
+    patterns = list(dict.fromkeys(alias.lower().encode("utf-8") for alias, _ in any_corpus.aliases()))
+    automaton = daachorse.DoubleArrayAhoCorasick(patterns, daachorse.MATCH_KIND_LEFTMOST_LONGEST)
+    lowered = any_corpus.text.lower().encode("utf-8")
+    found = benchmark.pedantic(automaton.find, args=(lowered,), rounds=ROUNDS_MEDIUM, iterations=1, warmup_rounds=1)
+    _info(benchmark, "daachorse (match only)", any_corpus, len(any_corpus.data), matches=len(found),
+          note="lowercased bytes, no word boundaries; lowercasing not timed")
+
+
+def _word_end(c: str) -> bool:
+    return c.isalnum() or c == "_" or unicodedata.category(c)[0] in "LMN"
+
+
+def _hyperscan(any_corpus, word_boundaries: bool):
+    """A block-mode database of every alias, caseless; with `\\b` where an end is a word
+    character (so `C++` gets one only before it), as aotcc's whole-word rule has it."""
+    import hyperscan
+
+    aliases = list(dict.fromkeys(alias for alias, _ in any_corpus.aliases()))
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    t0 = time.perf_counter()
+    if word_boundaries:
+        expressions = [
+            ((r"\b" if _word_end(a[0]) else "") + re.escape(a) + (r"\b" if _word_end(a[-1]) else "")).encode("utf-8")
+            for a in aliases
+        ]
+        # Hyperscan has no `\\b` in UCP (Unicode) mode: ASCII word boundaries on UTF-8.
+        flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8
+        db.compile(expressions=expressions, ids=list(range(len(aliases))), elements=len(aliases), flags=flags)
+    else:
+        db.compile(expressions=[a.encode("utf-8") for a in aliases], ids=list(range(len(aliases))),
+                   elements=len(aliases), flags=hyperscan.HS_FLAG_CASELESS, literal=True)
+    return db, time.perf_counter() - t0
+
+
+def _scan_counting(db, data: bytes) -> int:
+    count = 0
+
+    def on_match(_id: int, _start: int, _end: int, _flags: int, _context: object) -> None:
+        nonlocal count
+        count += 1
+
+    db.scan(data, match_event_handler=on_match)
+    return count
+
+
+def test_hyperscan_literal(benchmark, any_corpus):
+    db, compile_seconds = _hyperscan(any_corpus, word_boundaries=False)
+    matches = benchmark.pedantic(_scan_counting, args=(db, any_corpus.data), rounds=ROUNDS_MEDIUM, iterations=1,
+                                 warmup_rounds=1)
+    assert matches > 0
+    _info(benchmark, "Hyperscan caseless literals (match only)", any_corpus, len(any_corpus.data),
+          matches=matches, compile_seconds=compile_seconds, role="hyperscan-literal",
+          note=f"no word boundaries, every match reported, one core; db compile {compile_seconds:.2f} s not timed")
+
+
+def test_hyperscan_word_boundaries(benchmark, any_corpus):
+    if any_corpus.key == "10k-terms":
+        pytest.skip("compiling 30,000 \\b regexes takes Hyperscan over a minute; measured on the other corpora")
+    db, compile_seconds = _hyperscan(any_corpus, word_boundaries=True)
+    matches = benchmark.pedantic(_scan_counting, args=(db, any_corpus.data), rounds=ROUNDS_MEDIUM, iterations=1,
+                                 warmup_rounds=1)
+    assert matches > 0
+    _info(benchmark, "Hyperscan caseless \\b regexes (UTF-8, ASCII \\b)", any_corpus, len(any_corpus.data),
+          matches=matches, compile_seconds=compile_seconds, role="hyperscan-boundary",
+          note=f"ASCII word boundaries, every match reported, one core; db compile {compile_seconds:.1f} s not timed")
 
 
 def _reference_spec(reference, spec: dict):

@@ -51,6 +51,15 @@ pub fn fold_char(c: char) -> char {
     }
 }
 
+/// True for the characters that are the fold of a character whose word-ness differs
+/// (U+A7D2 folds to U+A7D3, U+A7D4 to U+A7D5: Rust's case tables know the capitals,
+/// the category tables do not). Everywhere else folding keeps a word a word, which
+/// detection relies on to compare word runs of the text with those of an alias.
+#[inline]
+pub(crate) fn fold_may_change_word(c: char) -> bool {
+    matches!(c, '\u{A7D3}' | '\u{A7D5}')
+}
+
 /// Case-folds `text` without changing any byte offset (see [`fold_char`]).
 pub fn fold_case(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -113,6 +122,21 @@ mod tests {
         }
         assert_eq!(fold_case("ÀB"), "àb");
         assert_eq!(fold_case("İ"), "İ"); // lowercase is two chars: kept
+    }
+
+    #[test]
+    fn folding_keeps_word_chars_but_for_the_listed_ones() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let f = fold_char(c);
+            if is_word_char(c) != is_word_char(f) {
+                assert!(
+                    fold_may_change_word(f),
+                    "U+{:04X} -> U+{:04X}",
+                    c as u32,
+                    f as u32
+                );
+            }
+        }
     }
 
     #[test]
