@@ -4,8 +4,9 @@ that earlier chunk.
 
 Cost stays linear in the corpus: one embedding per unit (only units before some term's
 literal first chunk) and one per term, then, for each term, up to `top_k` shortlisted
-units in chunks before its literal first chunk, each confirmed by one constrained yes/no.
-The anchor is the start of the earliest confirmed unit. Embeddings and confirmations are
+units in chunks before its literal first chunk, asked in source order with one
+constrained yes/no each until one is confirmed: the anchor is the start of the earliest
+confirmed unit, so the later ones need no question. Embeddings and confirmations are
 cached by their text.
 
 An embedding is the mean hidden state of the text's tokens at a layer a little under
@@ -188,17 +189,31 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
             literal = float(_unit(by_unit[lu] - mu) @ tv)
         if best:
             shortlist.append((name, definition, best, literal))
-    margins = confirm_many(engine, cache, [(n, d, [text[units[i].start:units[i].end] for i, _ in best], )
-                                           for n, d, best, _ in shortlist])
+    # the anchor is the earliest confirmed unit, so each term's candidates are asked in
+    # the order they stand in the source, and a term stops at its first "yes": one round
+    # of questions (packed into few decodes) per rank, most terms done after the first
+    for _, _, best, _ in shortlist:
+        best.sort(key=lambda c: units[c[0]].start)
     candidates = []
     anchors: dict[str, int] = {}
-    for k, ((name, _, best, literal), ms) in enumerate(zip(shortlist, margins)):
-        for (i, sim), margin in zip(best, ms):
-            u = units[i]
+    open_ = list(range(len(shortlist)))
+    for rank in range(top_k):
+        open_ = [k for k in open_ if rank < len(shortlist[k][2])]
+        if not open_:
+            break
+        asks = [(shortlist[k][0], shortlist[k][1], [text[units[shortlist[k][2][rank][0]].start:
+                                                         units[shortlist[k][2][rank][0]].end]]) for k in open_]
+        still = []
+        for k, (margin,) in zip(open_, confirm_many(engine, cache, asks)):
+            name, _, best, literal = shortlist[k]
+            i, sim = best[rank]
             c = Candidate(name, i, sim, margin, literal)
             candidates.append(c)
-            if c.confirmed and (name not in anchors or u.start < anchors[name]):
-                anchors[name] = u.start
+            if c.confirmed:
+                anchors[name] = units[i].start
+            else:
+                still.append(k)
+        open_ = still
         if progress is not None:
-            progress("confirm", k + 1, len(shortlist))
+            progress("confirm", len(shortlist) - len(open_), len(shortlist))
     return Anchors(anchors, candidates, len(cand_units))
