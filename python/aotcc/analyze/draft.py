@@ -32,24 +32,24 @@ from aotcc.analyze.cache import Cache, key_of
 from aotcc.analyze.engine import Engine
 
 VERSION = "draft-v2"
-MAX_TERMS = 6
+MAX_TERMS = 4
 MAX_NEW_TOKENS = 200
 #: source tokens per drafting piece: a small model loses track in long pieces
 PIECE_TOKENS = 200
 MAX_PIECES = 12
 
 GRAMMAR = r"""
-root  ::= "[" ws ( item ( "," ws item ){0,5} )? ws "]"
+root  ::= "[" ws ( item ( "," ws item ){0,3} )? ws "]"
 item  ::= "{" ws "\"name\":" ws name "," ws "\"definition\":" ws long ws "}"
 name  ::= "\"" [A-Z] [^"\\\x00-\x1f]{1,40} "\""
-long  ::= "\"" [^"\\\x00-\x1f]{8,240} "\""
+long  ::= "\"" [^"\\\x00-\x1f]{8,160} "\""
 ws    ::= [ \n]{0,2}
 """
 
 _ASK = (
     "Below is part of a document. Which special terms does it define? A special term is a name "
     "that the document gives to one of its own policies, products, plans, roles, states or "
-    "procedures, usually written with capital letters, such as \"Premium Support Window\". Do not "
+    "procedures, usually a name of two or three words written with capital letters. Do not "
     "list ordinary words. For each term give the sentence of the text that defines it. Answer with "
     "a JSON list of objects with the keys \"name\" and \"definition\"; answer [] if there is none.\n\n"
     "Text:\n{text}"
@@ -83,6 +83,7 @@ class Draft:
     dropped: list[str]  # model proposals left out, with the reason
     pieces: int
     pieces_total: int
+    proposals: list[Entry] = field(default_factory=list)  # every well-formed model proposal, before the merge
 
     def to_spec(self) -> dict[str, Any]:
         terms = []
@@ -339,6 +340,7 @@ def draft(engine: Engine | None, cache: Cache, text: str, *, use_model: bool = T
             add(e)
     folded = text.casefold()
     attempts: list[dict[str, Any]] = []
+    proposals: list[Entry] = []
     pieces: list[str] = []
     total = 0
     if use_model and engine is not None:
@@ -365,8 +367,9 @@ def draft(engine: Engine | None, cache: Cache, text: str, *, use_model: bool = T
                     dropped.append(f"{name}: not found in the prompt")
                     continue
                 aliases = [" ".join(a.split()) for a in it["aliases"]]
-                add(Entry(name, definition, [a for a in aliases if a and a.casefold() in folded], "model"))
-    return Draft(entries, attempts, dropped, len(pieces), total)
+                proposals.append(Entry(name, definition, [a for a in aliases if a and a.casefold() in folded], "model"))
+                add(proposals[-1])
+    return Draft(entries, attempts, dropped, len(pieces), total, proposals)
 
 
 def _q(s: str) -> str:
