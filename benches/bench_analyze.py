@@ -85,7 +85,7 @@ def test_analysis_throughput(benchmark, engine, size, contender):
         benchmark.pedantic(lambda: analyze(text, TERMS, engine=engine, cache_dir=None), rounds=1, iterations=1)
         stages = {k: round(v - before.get(k, 0.0), 3) for k, v in engine.calls.seconds.items()}
     secs = benchmark.stats.stats.median
-    info = {"suite": "analyze", "size": size, "tokens": len(tokens), "contender": f"analysis: {contender}",
+    info = {"suite": "analyze", "size": size, "tokens": len(tokens), "contender": f"analysis {size}: {contender}",
             "tokens_per_s": len(tokens) / secs if secs else None, "prefill_seconds": prefill_s,
             "ratio_to_prefill": secs / prefill_s}
     if stages:
