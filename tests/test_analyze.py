@@ -279,7 +279,7 @@ def test_draft_terms_parses_and_compiles(cli, tmp_path, shared_cache):
 
 
 def test_grammar_constrained_generation_is_valid_json(engine, shared_cache):
-    answer, stop = draft_mod._ask(engine, Cache(shared_cache), GLOSSARY_PROMPT, grammar=True)
+    answer, stop = draft_mod._ask(engine, Cache(shared_cache), GLOSSARY_PROMPT)
     items = draft_mod.parse_answer(answer)
     assert items is not None, (answer, stop)
     assert stop in ("eog", "grammar"), stop

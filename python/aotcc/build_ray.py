@@ -122,7 +122,7 @@ def window_scatter(address: str, model: str | os.PathLike[str]) -> tuple[Any, Ca
     """A `scatter` for `aotcc.analyze.analyze`: surprisal windows computed by Ray actors
     (one per node, each with the model loaded), returned in order; and a function that
     stops them (and a cluster this call started)."""
-    from aotcc.analyze.boundaries import Window, window_surprisal
+    from aotcc.analyze.boundaries import Window, window_passes
     from aotcc.units import Unit
 
     ray, started = _connect(address)
@@ -134,8 +134,8 @@ def window_scatter(address: str, model: str | os.PathLike[str]) -> tuple[Any, Ca
 
             self.engine = Engine(model)
 
-        def windows(self, text: str, units: list[Unit], ws: list[Window]) -> list[list[float]]:
-            return [window_surprisal(self.engine, text, units, w) for w in ws]
+        def windows(self, text: str, units: list[Unit], ws: list[Window]) -> list[list[float | None]]:
+            return window_passes(self.engine, text, units, ws)
 
         def close(self) -> None:
             self.engine.close()
@@ -145,10 +145,10 @@ def window_scatter(address: str, model: str | os.PathLike[str]) -> tuple[Any, Ca
     actors = [Analyst.options(scheduling_strategy="SPREAD").remote(str(model))  # type: ignore[attr-defined]
               for _ in range(max(nodes, cpus))]
 
-    def scatter(text: str, units: list[Unit], ws: list[Window]) -> list[list[float]]:
+    def scatter(text: str, units: list[Unit], ws: list[Window]) -> list[list[float | None]]:
         share = [ws[i::len(actors)] for i in range(len(actors))]
         parts = ray.get([a.windows.remote(text, units, part) for a, part in zip(actors, share) if part])
-        out: list[list[float]] = [[] for _ in ws]
+        out: list[list[float | None]] = [[] for _ in ws]
         for i, part in enumerate(parts):
             for j, vals in enumerate(part):
                 out[i + j * len(actors)] = vals

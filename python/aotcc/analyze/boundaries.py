@@ -13,6 +13,11 @@ edit moves only the edges near it and every other window keeps its cached result
 window is decoded after a short prefix (the last unit of the window before). Scores alone
 are cached per unit text. Logits are read only for the scored rows.
 
+Logits rows are what this costs (Gemma's output layer is over twice the rest of the
+model per row), so: windows are packed several to a decode with logits only on the
+scored rows, and the onsets scored alone share a prefix tree (BOS and common openings
+such as "- **" are decoded and scored once per batch).
+
 Candidates are taken best first while they keep every chunk at least `min_fraction` of
 the budget from another break, so breaks refine the budget-driven chunking instead of
 shredding it.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +44,7 @@ WINDOW_MIN, WINDOW_MAX = 160, 448
 PREFIX = 48
 #: units in the local baseline before a candidate
 BASELINE = 6
-VERSION = "boundaries-v2"
+VERSION = "boundaries-v3"
 
 
 @dataclass(frozen=True)
@@ -85,35 +91,41 @@ def _window_key(engine: Engine, text: str, units: list[Unit], w: Window) -> str:
                   cuts=[units[i].start - w.start for i in w.units])
 
 
-def window_surprisal(engine: Engine, text: str, units: list[Unit], w: Window) -> list[float]:
-    """Mean onset surprisal of each unit of `w` (NaN for a unit with no scored token),
-    computed: a window depends on nothing but its own text and carried-over prefix, so
-    windows may be computed anywhere, in any order (`analyse(scatter=...)`)."""
-    body = text[w.start:w.end]
-    prefix_text = text[w.prefix_start:w.start]
-    toks = engine.tokenize(body)
-    starts = engine.token_offsets(body, toks)
-    prefix = engine.tokenize(prefix_text)[-PREFIX:] if prefix_text else []
-    want: list[int] = []
-    spans = []
-    for i in w.units:
-        s, e = units[i].start - w.start, units[i].end - w.start
-        first = int(np.searchsorted(starts, s, side="left"))
-        last = int(np.searchsorted(starts, e, side="left"))
-        idx = list(range(first, min(last, first + ONSET)))
-        spans.append(idx)
-        want += idx
-    if not toks:
-        return [float("nan")] * len(w.units)
-    sup = engine.surprisal(prefix, toks, want)
-    return [float(np.nanmean(sup[idx])) if idx else float("nan") for idx in spans]
+def window_pass(engine: Engine, text: str, units: list[Unit], w: Window) -> list[float | None]:
+    """`window_passes` of one window."""
+    return window_passes(engine, text, units, [w])[0]
 
 
-def _window_surprisal(engine: Engine, cache: Cache, text: str, units: list[Unit], w: Window,
-                      ready: list[float] | None = None) -> list[float]:
-    """`window_surprisal` through the cache (`ready`: already computed elsewhere)."""
-    return cache.through("surprisal", _window_key(engine, text, units, w),
-                         lambda: ready if ready is not None else window_surprisal(engine, text, units, w))
+def window_passes(engine: Engine, text: str, units: list[Unit], ws: list[Window]) -> list[list[float | None]]:
+    """The mean onset surprisal of each unit of each window (None for a unit with no
+    scored token), several windows to a decode. A window depends on nothing but its own
+    text and carried-over prefix, so windows may be computed anywhere, in any order
+    (`analyse(scatter=...)`). Each result is what the cache stores."""
+    todo = []
+    out: list[list[float | None]] = []
+    for w in ws:
+        body = text[w.start:w.end]
+        prefix_text = text[w.prefix_start:w.start]
+        toks = engine.tokenize(body)
+        starts = engine.token_offsets(body, toks)
+        prefix = engine.tokenize(prefix_text)[-PREFIX:] if prefix_text else []
+        want: list[int] = []
+        spans = []
+        for i in w.units:
+            s, e = units[i].start - w.start, units[i].end - w.start
+            first = int(np.searchsorted(starts, s, side="left"))
+            last = int(np.searchsorted(starts, e, side="left"))
+            idx = list(range(first, min(last, first + ONSET)))
+            spans.append(idx)
+            want += idx
+        out.append([None] * len(w.units))
+        if toks:
+            todo.append((len(out) - 1, prefix, toks, want, spans))
+    sups = engine.windows([(prefix, toks, want) for _, prefix, toks, want, _ in todo])
+    for (k, _, _, _, spans), sup in zip(todo, sups):
+        onset = [float(np.nanmean(sup[idx])) if idx else None for idx in spans]
+        out[k] = [None if v is None or not np.isfinite(v) else v for v in onset]
+    return out
 
 
 def _alone_surprisal(engine: Engine, cache: Cache, text: str, units: list[Unit]) -> np.ndarray:
@@ -148,29 +160,36 @@ class Boundaries:
     windows: int
 
 
-Scatter = Callable[[str, list[Unit], list[Window]], list[list[float]]]
+Scatter = Callable[[str, list[Unit], list[Window]], list[list[float | None]]]
 
 
 def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], budget: int, *,
             threshold: float = 1.0, min_fraction: float = 0.25,
             progress: Callable[[int, int], None] | None = None, scatter: Scatter | None = None) -> Boundaries:
     """Scores every unit and proposes breaks (see the module docstring). `scatter`
-    computes the windows the cache does not hold elsewhere (`window_surprisal` on Ray
+    computes the windows the cache does not hold elsewhere (`window_passes` on Ray
     workers, for instance); the result is the same as computing them here."""
     counts = unit_tokens(engine, text, units)
     ws = windows(text, units, counts)
     onset = np.full(len(units), np.nan)
-    ready: dict[int, list[float]] = {}
-    if scatter is not None:
-        probe = Cache(cache.dir)  # looks without counting: the loop below counts hits and misses
-        todo = [k for k, w in enumerate(ws) if probe.get("surprisal", _window_key(engine, text, units, w)) is None]
-        if todo:
-            ready = dict(zip(todo, scatter(text, units, [ws[k] for k in todo])))
+    keys = [_window_key(engine, text, units, w) for w in ws]
+    got: list[Any] = [cache.get("surprisal", k) for k in keys]
+    todo = [k for k, g in enumerate(got) if g is None]
+    if todo and scatter is not None:
+        for k, r in zip(todo, scatter(text, units, [ws[k] for k in todo])):
+            got[k] = r
+            cache.put(keys[k], r)
+    elif todo:
+        step = 8  # windows per call (packed into decodes), so the progress bar moves
+        for j in range(0, len(todo), step):
+            part = todo[j : j + step]
+            for k, r in zip(part, window_passes(engine, text, units, [ws[k] for k in part])):
+                got[k] = r
+                cache.put(keys[k], r)
+            if progress is not None:
+                progress(len(ws) - len(todo) + j + len(part), len(ws) + 1)
     for k, w in enumerate(ws):
-        vals = _window_surprisal(engine, cache, text, units, w, ready.get(k))
-        onset[list(w.units)] = [float("nan") if v is None else v for v in vals]
-        if progress is not None:
-            progress(k + 1, len(ws) + 1)
+        onset[list(w.units)] = [float("nan") if v is None else v for v in got[k]]
     alone = _alone_surprisal(engine, cache, text, units)
     if progress is not None:
         progress(len(ws) + 1, len(ws) + 1)

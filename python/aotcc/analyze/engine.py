@@ -1,15 +1,17 @@
-"""The model side of analysis: one GGUF model, a logits context and an embeddings
-context, and the four kinds of model call analysis makes — surprisal over a window,
-an embedding, a constrained yes/no, and (grammar-constrained) generation.
+"""The model side of analysis: one GGUF model, one context, and the kinds of model
+call analysis makes — windows (surprisal of chosen tokens in context), unit onsets
+scored alone (a prefix tree), embeddings (hidden states from a decode cut short half way
+through the model), shared prefixes with branches (yes/no questions about one term), and
+(grammar-constrained) generation.
 
 Every call is counted in `calls`, so a run can say how many it made, and every setting
 that changes a result is in `settings`, which goes into every cache key. Results are
 deterministic: greedy decoding, fixed context settings.
 
-Surprisal reads logits only at the positions asked for (`want`), in batches of up to
-n_batch tokens: with Gemma's 262k-word vocabulary the output matmul of one row costs
-about as much as the rest of the small model, so scoring only the first tokens of each
-unit keeps analysis near the cost of a prefill.
+Logits are read only for the rows that are scored: with Gemma's 262k-word vocabulary
+the output matmul of one row costs more than twice the rest of the small model, so
+those rows, not the tokens decoded, are what an analysis pays for. Independent short
+decodes are packed side by side (one sequence each) into batches of up to n_batch rows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from aotcc.errors import AotccError, ModelError
 
 log = logging.getLogger("aotcc.analyze")
+
 
 
 @dataclass
@@ -73,8 +76,8 @@ class Engine:
     #: context size for surprisal windows (a window plus its carried-over prefix fits)
     N_CTX = 1024
     N_BATCH = 512
-    #: sequences decoded side by side in one batch (short texts scored alone)
-    N_SEQ = 16
+    #: sequences decoded side by side in one batch (unit onsets scored alone)
+    N_SEQ = 64
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, n_threads: int | None = None) -> None:
         from aotcc.limits import check_threads
@@ -95,13 +98,16 @@ class Engine:
         self.n_threads = n_threads
         self.calls = Calls()
         self._logits_ctx: Any = None
-        self._embed_ctx: Any = None
         self._chat: tuple[str, str] | None = None
+        #: the graph node whose rows, mean-pooled, are a text's embedding: the normed
+        #: input of layer 4 of Gemma 3 270M's 18 (a quarter of the way). The decode
+        #: stops there, so an embedding token costs about a fifth of a prefill token
+        self.hidden = f"attn_norm-{max(1, self.model.n_layer // 4)}"
 
     @property
     def settings(self) -> dict[str, Any]:
         """What, besides the text, shapes a result (part of every cache key)."""
-        return {"model": self.model_hash, "n_ctx": self.N_CTX, "n_batch": self.N_BATCH}
+        return {"model": self.model_hash, "n_ctx": self.N_CTX, "n_batch": self.N_BATCH, "hidden": self.hidden}
 
     # contexts
 
@@ -109,26 +115,16 @@ class Engine:
         if self._logits_ctx is None:
             s = self._lb.ContextSettings(n_ctx=self.N_CTX, n_batch=self.N_BATCH, n_ubatch=self.N_BATCH)
             try:
-                self._logits_ctx = self._lb.Context(self.model, s, n_seq_max=self.N_SEQ, n_threads_batch=self.n_threads)
+                self._logits_ctx = self._lb.Context(self.model, s, n_seq_max=self.N_SEQ, n_threads_batch=self.n_threads,
+                                                    hidden=self.hidden)
             except AotccError as e:
                 raise ModelError(f"model {self.path.name}: {e}") from None
         return self._logits_ctx
 
-    def _ectx(self) -> Any:
-        if self._embed_ctx is None:
-            s = self._lb.ContextSettings(n_ctx=self.N_BATCH, n_batch=self.N_BATCH, n_ubatch=self.N_BATCH)
-            try:
-                self._embed_ctx = self._lb.Context(self.model, s, n_seq_max=self.N_SEQ, n_threads_batch=self.n_threads,
-                                                   embeddings=True)
-            except AotccError as e:
-                raise ModelError(f"model {self.path.name} cannot produce embeddings: {e}") from None
-        return self._embed_ctx
-
     def close(self) -> None:
-        for c in (self._logits_ctx, self._embed_ctx):
-            if c is not None:
-                c.close()
-        self._logits_ctx = self._embed_ctx = None
+        if self._logits_ctx is not None:
+            self._logits_ctx.close()
+        self._logits_ctx = None
         self.model.close()
 
     def __enter__(self) -> Engine:
@@ -166,114 +162,254 @@ class Engine:
     # surprisal
 
     def surprisal(self, prefix: Sequence[int], tokens: Sequence[int], want: Sequence[int]) -> np.ndarray:
-        """-log p of `tokens[i]` for each i in `want`, given BOS + `prefix` + tokens before i.
+        """-log p of `tokens[i]` for each i in `want`, given BOS + `prefix` + tokens before i
+        (float32 nats, NaN where not wanted). See `windows`."""
+        return self.windows([(prefix, tokens, want)])[0]
 
-        One window: the context is cleared, the prefix decoded without logits, then the
-        window decoded in batches with logits switched on only for the rows that predict
-        a wanted token. Returns float32 surprisal in nats, NaN where not wanted.
+    def windows(self, items: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]]) -> list[np.ndarray]:
+        """`surprisal` of each window `(prefix, tokens, want)`.
+
+        Windows are packed side by side (one sequence each) into decodes of up to n_batch
+        rows, logits switched on only for the rows that predict a wanted token. A window
+        longer than n_batch is decoded alone, in several batches.
         """
         t0 = time.perf_counter()
         ctx = self._ctx()
-        seq = list(self._bos()) + list(prefix)
-        full = seq + list(tokens)
-        if len(full) > ctx.n_ctx:
-            raise ModelError(f"window of {len(full)} tokens does not fit n_ctx {ctx.n_ctx}")
-        off = len(seq)
-        # row r (position r in `full`) predicts token r+1; we need rows off+i-1 for i in want
-        rowset = {off + i - 1 for i in want if 0 <= i < len(tokens) and off + i - 1 >= 0}
-        targets = [full[p + 1] if p in rowset else -1 for p in range(len(full))]
-        out = np.full(len(tokens), np.nan, dtype=np.float32)
         n_batch = ctx.settings.n_batch
-        ctx.clear()
+        fulls: list[list[int]] = []
+        offs: list[int] = []
+        rowsets: list[set[int]] = []
+        for prefix, tokens, want in items:
+            seq = list(self._bos()) + list(prefix)
+            full = seq + list(tokens)
+            if len(full) > ctx.n_ctx:
+                raise ModelError(f"window of {len(full)} tokens does not fit n_ctx {ctx.n_ctx}")
+            off = len(seq)
+            # row r (position r in `full`) predicts token r+1; we need rows off+i-1 for i in want
+            rowsets.append({off + i - 1 for i in want if 0 <= i < len(tokens) and off + i - 1 >= 0})
+            fulls.append(full)
+            offs.append(off)
+        out = [np.full(len(t), np.nan, dtype=np.float32) for _, t, _ in items]
+        k = 0
         try:
-            for done in range(0, len(full), n_batch):
-                n = min(n_batch, len(full) - done)
-                lp = ctx.score_batch(full[done : done + n], range(done, done + n), [0] * n, targets[done : done + n])
-                for k in range(n):
-                    p = done + k
-                    if p in rowset:
-                        out[p + 1 - off] = -lp[k]
+            while k < len(items):
+                group = [k]
+                used = len(fulls[k])
+                k += 1
+                while k < len(items) and len(group) < self.N_SEQ and used + len(fulls[k]) <= n_batch:
+                    group.append(k)
+                    used += len(fulls[k])
+                    k += 1
+                rows = [(g, w, p) for g, w in enumerate(group) for p in range(len(fulls[w]))]
+                ctx.clear()
+                for done in range(0, len(rows), n_batch):
+                    part = rows[done : done + n_batch]
+                    lp = ctx.score_rows([fulls[w][p] for _, w, p in part], [p for _, _, p in part],
+                                        [g for g, _, _ in part],
+                                        [[fulls[w][p + 1]] if p in rowsets[w] else [] for _, w, p in part])
+                    for r, (_, w, p) in enumerate(part):
+                        if p in rowsets[w]:
+                            out[w][p + 1 - offs[w]] = -lp[r][0]
+                self.calls.windows += len(group)
+                self.calls.window_tokens += used
         except AotccError as e:
             raise ModelError(f"{e} (surprisal window)") from None
-        ctx.clear()
-        self.calls.windows += 1
-        self.calls.window_tokens += len(full)
+        finally:
+            ctx.clear()
         self.calls.timed("windows", t0)
         return out
 
     def surprisal_alone(self, texts: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """-log p of every token of each token list given only BOS: many short lists
-        side by side in one batch (one sequence each), logits on for every row."""
+        """-log p of every token of each token list given only BOS.
+
+        The lists are laid out as a prefix tree: a row is one node (a token at its depth)
+        shared by every list that passes through it (a row may belong to many sequences),
+        scored against each of its children, so BOS and common openings ("- **", "If
+        the") are decoded and put through the output layer once per batch, not once per
+        list. Up to N_SEQ lists and n_batch nodes per decode."""
         t0 = time.perf_counter()
         ctx = self._ctx()
         bos = self._bos()
         out = [np.full(len(t), np.nan, dtype=np.float32) for t in texts]
         n_batch = ctx.settings.n_batch
         i = 0
-        while i < len(texts):
+        try:
+            while i < len(texts):
+                # nodes: token, depth, sequences through it, children (token -> node)
+                tok: list[int] = []
+                depth: list[int] = []
+                seqs: list[list[int]] = []
+                kids: list[dict[int, int]] = []
+                roots: dict[int, int] = {}
+                paths: list[tuple[int, list[int]]] = []  # (text index, node per position of BOS + text)
+                while i < len(texts) and len(paths) < self.N_SEQ:
+                    full = (bos + list(texts[i]))[:n_batch]
+                    # nodes this list would add
+                    level, fresh, node = roots, 0, -1
+                    for t in full:
+                        node = level.get(t, -1) if fresh == 0 else -1
+                        if node < 0:
+                            fresh += 1
+                            level = {}
+                        else:
+                            level = kids[node]
+                    if paths and len(tok) + fresh > n_batch:
+                        break
+                    s = len(paths)
+                    level, path = roots, []
+                    for d, t in enumerate(full):
+                        node = level.get(t, -1)
+                        if node < 0:
+                            node = len(tok)
+                            tok.append(t)
+                            depth.append(d)
+                            seqs.append([])
+                            kids.append({})
+                            level[t] = node
+                        seqs[node].append(s)
+                        path.append(node)
+                        level = kids[node]
+                    paths.append((i, path))
+                    i += 1
+                targets = [sorted(k) for k in kids]
+                ctx.clear()
+                lp = ctx.score_rows(tok, depth, seqs, targets)
+                for ti, path in paths:
+                    # the node at depth d predicts the token at depth d+1 (text index d+1-len(bos))
+                    for d in range(len(path) - 1):
+                        ix = d + 1 - len(bos)
+                        if ix >= 0:
+                            child = tok[path[d + 1]]
+                            out[ti][ix] = -lp[path[d]][targets[path[d]].index(child)]
+                self.calls.unit_batches += 1
+                self.calls.unit_tokens += len(tok)
+        except AotccError as e:
+            raise ModelError(f"{e} (scoring units alone)") from None
+        finally:
             ctx.clear()
-            toks: list[int] = []
-            pos: list[int] = []
-            seqs: list[int] = []
-            targets: list[int] = []
-            where: list[tuple[int, int]] = []  # per row: (text, token index predicted), (-1, -1) if none
-            seq = 0
-            while i < len(texts) and seq < self.N_SEQ:
-                full = bos + list(texts[i])
-                if toks and len(toks) + len(full) > n_batch:
-                    break
-                full = full[:n_batch]
-                for p, tok in enumerate(full):
-                    toks.append(tok)
-                    pos.append(p)
-                    seqs.append(seq)
-                    # row p predicts token p+1 of `full`, i.e. token p+1-len(bos) of the text
-                    if p + 1 < len(full) and p + 1 - len(bos) >= 0:
-                        targets.append(full[p + 1])
-                        where.append((i, p + 1 - len(bos)))
-                    else:
-                        targets.append(-1)
-                        where.append((-1, -1))
-                i += 1
-                seq += 1
-            try:
-                lp = ctx.score_batch(toks, pos, seqs, targets)
-            except AotccError as e:
-                raise ModelError(f"{e} (scoring units alone)") from None
-            for k, (ti, ix) in enumerate(where):
-                if ti >= 0:
-                    out[ti][ix] = -lp[k]
-            self.calls.unit_batches += 1
-            self.calls.unit_tokens += len(toks)
-        ctx.clear()
         self.calls.timed("unit_batches", t0)
         return out
 
     # embeddings
 
-    def embed(self, text: str) -> np.ndarray:
-        """The mean-pooled, L2-normalised last hidden state of `text` (its first n_batch tokens)."""
-        return self.embed_many([text])[0]
-
     def embed_many(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """`embed` for many texts, packed several to a decode (one call per text is counted)."""
+        """The embedding of each text: the mean of its tokens' hidden states at the graph
+        node `hidden` (its first n_batch - 1 tokens, after BOS; float32, not normalised).
+        Texts are packed side by side, one sequence each, and every decode stops at that
+        node, so the layers after it and the output layer are never computed."""
         if not texts:
             return []
         t0 = time.perf_counter()
-        lists = [(self._bos() + self.tokenize(t))[: self.N_BATCH] for t in texts]
+        ctx = self._ctx()
+        n_batch = ctx.settings.n_batch
+        bos = self._bos()
+        lists = [(bos + self.tokenize(t))[: n_batch] for t in texts]
+        if any(len(x) <= len(bos) for x in lists):
+            raise ModelError("cannot embed an empty text")
+        out: list[np.ndarray] = []
+        i = 0
         try:
-            vecs = self._ectx().embed_many(lists)
+            while i < len(lists):
+                group: list[list[int]] = []
+                used = 0
+                while i < len(lists) and len(group) < self.N_SEQ and used + len(lists[i]) <= n_batch:
+                    group.append(lists[i])
+                    used += len(lists[i])
+                    i += 1
+                rows = [(g, p, t) for g, toks in enumerate(group) for p, t in enumerate(toks)]
+                h = ctx.hidden_only([t for _, _, t in rows], [p for _, p, _ in rows], [g for g, _, _ in rows])
+                at = 0
+                for toks in group:
+                    out.append(h[at + len(bos) : at + len(toks)].mean(axis=0))
+                    at += len(toks)
         except AotccError as e:
             raise ModelError(f"model {self.path.name} cannot produce embeddings: {e}") from None
         self.calls.embeddings += len(texts)
-        self.calls.embedding_tokens += sum(len(t) for t in lists)
+        self.calls.embedding_tokens += sum(len(x) for x in lists)
         self.calls.timed("embeddings", t0)
-        return vecs
+        return out
+
+    # shared prefixes and their branches
+
+    def branches(self, jobs: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
+                 answers: Sequence[int]) -> list[list[np.ndarray]]:
+        """Per job `(prefix, suffixes)`: the prefix is decoded once, and each suffix as its
+        own sequence branching from it (`seq_cp`: the prefix's cells are shared, not
+        copied); returns, per suffix, log p of each of `answers` as the token after it.
+        Prefixes are packed side by side into one decode, and the branches of all of
+        them into as few more as n_batch allows; logits are computed for one row per
+        suffix."""
+        t0 = time.perf_counter()
+        ctx = self._ctx()
+        n_batch = ctx.settings.n_batch
+        room = min(ctx.n_ctx - n_batch, n_batch)  # cells the prefixes may take; a batch of branches takes the rest
+        for prefix, suffixes in jobs:
+            if not 0 < len(prefix) <= room:
+                raise ModelError(f"a prompt prefix of {len(prefix)} tokens does not fit (at most {room})")
+            for x in suffixes:
+                if not 0 < len(x) <= n_batch:
+                    raise ModelError(f"a question of {len(x)} tokens does not fit (at most {n_batch})")
+        results: list[list[np.ndarray]] = []
+        k = 0
+        try:
+            while k < len(jobs):
+                group = [k]
+                used = len(jobs[k][0])
+                k += 1
+                while k < len(jobs) and len(group) < self.N_SEQ // 4 and used + len(jobs[k][0]) <= room:
+                    group.append(k)
+                    used += len(jobs[k][0])
+                    k += 1
+                ctx.clear()
+                rows = [(g, p) for g, j in enumerate(group) for p in range(len(jobs[j][0]))]
+                ctx.score_rows([jobs[group[g]][0][p] for g, p in rows], [p for _, p in rows], [g for g, _ in rows],
+                               [[]] * len(rows))
+                branches = [(g, list(x)) for g, j in enumerate(group) for x in jobs[j][1]]
+                answers_of: list[list[np.ndarray]] = [[] for _ in group]
+                b = 0
+                while b < len(branches):
+                    batch: list[tuple[int, list[int]]] = []
+                    size = 0
+                    while b < len(branches) and len(group) + len(batch) < self.N_SEQ and \
+                            size + len(branches[b][1]) <= n_batch:
+                        batch.append(branches[b])
+                        size += len(branches[b][1])
+                        b += 1
+                    toks: list[int] = []
+                    pos: list[int] = []
+                    seqs: list[int] = []
+                    targets: list[list[int]] = []
+                    for m, (g, suf) in enumerate(batch):
+                        s = len(group) + m
+                        ctx.seq_cp(g, s)
+                        base = len(jobs[group[g]][0])
+                        toks += suf
+                        pos += range(base, base + len(suf))
+                        seqs += [s] * len(suf)
+                        targets += [[]] * (len(suf) - 1) + [list(answers)]
+                    lp = ctx.score_rows(toks, pos, seqs, targets)
+                    for (g, _), x in zip(batch, [x for x in lp if len(x)]):
+                        answers_of[g].append(x)
+                    for m in range(len(batch)):
+                        ctx.seq_rm(len(group) + m)
+                results += answers_of
+        except AotccError as e:
+            raise ModelError(f"{e} (shared-prefix prompts)") from None
+        finally:
+            ctx.clear()
+        self.calls.confirmations += sum(len(s) for _, s in jobs)
+        self.calls.timed("confirmations", t0)
+        return results
 
     # prompts
 
     def chat(self, question: str) -> str:
         """`question` as a user turn followed by the start of the model's answer."""
+        pre, post = self.chat_parts()
+        return pre + question + post
+
+    def chat_parts(self) -> tuple[str, str]:
+        """What goes before a user turn's text and after it (up to the model's answer)."""
         if self._chat is None:
             from aotcc.llama.templates import template_parts
 
@@ -282,35 +418,32 @@ class Engine:
                 self._chat = (parts["user_prefix"], parts["assistant_prefix"])
             except AotccError:
                 self._chat = ("", "\n")  # no template: plain continuation
-        pre, post = self._chat
-        return pre + question + post
+        return self._chat
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
         return self._bos() + self.model.tokenize(prompt, special=True)
 
-    def yes_no(self, prompt: str) -> float:
-        """log p(yes) - log p(no) for the first answer token after `prompt` (a chat turn).
+    def prompt_parts(self, *parts: tuple[str, bool]) -> tuple[list[int], list[int]]:
+        """Token ids of the concatenated `(text, special)` parts (special tokens parsed
+        where `special`), and where each part starts: a caller can pool or branch at a
+        part's edge exactly."""
+        toks: list[int] = []
+        starts: list[int] = []
+        for text, special in parts:
+            starts.append(len(toks))
+            toks += self.model.tokenize(text, special=special)
+        return toks, starts
 
-        Yes and no are each the sum over their spellings (`Yes`, ` yes`, …), so the answer
-        does not depend on capitalisation. One decode.
-        """
-        t0 = time.perf_counter()
-        ctx = self._ctx()
-        toks = self._prompt_tokens(prompt)
-        if len(toks) >= ctx.n_ctx:
-            toks = toks[: 1] + toks[-(ctx.n_ctx - 2):]
-        ctx.clear()
-        ctx.decode(toks, logits=True)
-        logits = ctx.last_logits().astype(np.float64)
-        ctx.clear()
-        lse = np.log(np.exp(logits - logits.max()).sum()) + logits.max()
-        yes = self._variants(("yes", "Yes", "YES"))
-        no = self._variants(("no", "No", "NO"))
-        lp_yes = np.logaddexp.reduce(logits[yes] - lse)
-        lp_no = np.logaddexp.reduce(logits[no] - lse)
-        self.calls.confirmations += 1
-        self.calls.timed("confirmations", t0)
-        return float(lp_yes - lp_no)
+    def answer_ids(self) -> tuple[list[int], list[int]]:
+        """The single-token spellings of yes and of no (`Yes`, ` yes`, …)."""
+        return self._variants(("yes", "Yes", "YES")), self._variants(("no", "No", "NO"))
+
+    @staticmethod
+    def margin(logp: np.ndarray, n_yes: int) -> float:
+        """log p(yes) - log p(no) from the log-probabilities of `answer_ids()` (yes
+        spellings first): each side is the sum over its spellings."""
+        lp = np.asarray(logp, dtype=np.float64)
+        return float(np.logaddexp.reduce(lp[:n_yes]) - np.logaddexp.reduce(lp[n_yes:]))
 
     def _variants(self, words: Sequence[str]) -> list[int]:
         ids: set[int] = set()

@@ -3,17 +3,24 @@
 that earlier chunk.
 
 Cost stays linear in the corpus: one embedding per unit (only units before some term's
-literal first chunk) and one per term; similarity shortlists, for each term, up to
-`top_k` units in chunks before its literal first chunk; each shortlisted (unit, term)
-pair is confirmed by one constrained yes/no from the model. The anchor is the start of
-the earliest confirmed unit. All three kinds of result are cached by their text.
+literal first chunk) and one per term, then, for each term, up to `top_k` shortlisted
+units in chunks before its literal first chunk, asked in source order with one
+constrained yes/no each until one is confirmed: the anchor is the start of the earliest
+confirmed unit, so the later ones need no question. Embeddings and confirmations are
+cached by their text.
 
-A small model's pooled embeddings all point much the same way (cosines of 0.8 between
-unrelated sentences), so similarities are taken after subtracting the mean vector of the
-document's units, and a pair is shortlisted only when that centred cosine reaches
-`SIM_MIN`. Gemma 270M's yes/no barely separates paraphrases from unrelated sentences
-(margins within ±0.5 nats either way), so in practice the similarity gate carries the
-precision and the yes/no vetoes only a clear "no".
+An embedding is the mean hidden state of the text's tokens at a layer a little under
+half way through the model, from a decode that stops there (`Engine.embed_many`): no
+output layer, and texts packed side by side. The yes/no prompt puts the term and its
+definition first, so all the questions about one term branch from one decoded prefix
+(`Engine.branches`), with logits only on each question's last row.
+
+A small model's pooled hidden states all point much the same way, so similarities are
+taken after subtracting the mean vector of the document's units, and a pair is
+shortlisted only when that centred cosine reaches `SIM_MIN`. Gemma 270M's yes/no barely
+separates paraphrases from unrelated sentences (margins within ±0.5 nats either way), so
+in practice the similarity gate carries the precision and the yes/no vetoes only a
+clear "no".
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from aotcc.analyze.cache import Cache, key_of
 from aotcc.analyze.engine import Engine
 from aotcc.units import CODE, Unit
 
-VERSION = "semantic-v2"
+VERSION = "semantic-v3"
 #: confirmed when log p(yes) - log p(no) reaches this
 MARGIN = 0.0
 #: centred cosine a unit needs to be shortlisted for a term
@@ -36,11 +43,11 @@ SIM_MIN = 0.26
 #: units shorter than this (characters of text) carry too little meaning to embed
 MIN_UNIT_CHARS = 24
 
-_QUESTION = (
-    "Sentence: \"{sentence}\"\n\n"
-    "Is this sentence about the following? {name}: {definition}\n"
-    "Answer yes or no."
-)
+#: the question, cut where the parts shared by every candidate of a term end: the term
+#: and its definition come first, so a term's questions share that prefix
+_TERM_INTRO = "Term: "
+_TERM_AFTER = "\n\nSentence: \""
+_QUESTION_END = "\"\n\nIs this sentence about the term above? Answer yes or no."
 
 
 @dataclass(frozen=True)
@@ -82,13 +89,24 @@ def term_text(name: str, definition: str) -> str:
     return f"{name}: {definition}"
 
 
-def unit_vector(engine: Engine, cache: Cache, text: str) -> np.ndarray:
-    key = key_of("embedding", version=VERSION, settings=engine.settings, text=text)
-    return np.asarray(cache.through("embedding", key, lambda: engine.embed(text).tolist()), dtype=np.float32)
+class _Term:
+    """One term's yes/no prompt: the shared prefix (the chat turn up to the sentence) and
+    the question about each sentence (a suffix branching from the prefix)."""
+
+    def __init__(self, engine: Engine, name: str, definition: str) -> None:
+        pre, post = engine.chat_parts()
+        self.engine = engine
+        self.post = post
+        self.prefix, _ = engine.prompt_parts((pre, True), (_TERM_INTRO + term_text(name, _clip(definition, 400))
+                                                           + _TERM_AFTER, False))
+
+    def suffix(self, sentence: str) -> list[int]:
+        toks, _ = self.engine.prompt_parts((_clip(sentence, 600) + _QUESTION_END, False), (self.post, True))
+        return toks
 
 
 def unit_vectors(engine: Engine, cache: Cache, texts: list[str]) -> list[np.ndarray]:
-    """`unit_vector` of each text; the cache misses are embedded together, in batches."""
+    """The embedding of each text; the cache misses are embedded together."""
     keys = [key_of("embedding", version=VERSION, settings=engine.settings, text=t) for t in texts]
     got: list[Any] = [cache.get("embedding", k) for k in keys]
     missing = [i for i, g in enumerate(got) if g is None]
@@ -98,10 +116,29 @@ def unit_vectors(engine: Engine, cache: Cache, texts: list[str]) -> list[np.ndar
     return [np.asarray(g, dtype=np.float32) for g in got]
 
 
-def confirm(engine: Engine, cache: Cache, name: str, definition: str, sentence: str) -> float:
-    prompt = engine.chat(_QUESTION.format(name=name, definition=_clip(definition, 400), sentence=_clip(sentence, 600)))
-    key = key_of("confirmation", version=VERSION, settings=engine.settings, prompt=prompt)
-    return float(cache.through("confirmation", key, lambda: engine.yes_no(prompt)))
+def confirm_many(engine: Engine, cache: Cache, asks: list[tuple[str, str, list[str]]]) -> list[list[float]]:
+    """Per `(name, definition, sentences)`: the yes/no margin of each sentence, the
+    questions about one term branching from its decoded prefix."""
+    yes, no = engine.answer_ids()
+    out: list[list[Any]] = []
+    jobs: list[tuple[list[int], list[list[int]]]] = []
+    where: list[tuple[int, list[int], list[str]]] = []
+    for name, definition, sentences in asks:
+        t = _Term(engine, name, definition)
+        sufs = [t.suffix(x) for x in sentences]
+        keys = [key_of("confirmation", version=VERSION, settings=engine.settings, prefix=t.prefix, suffix=x)
+                for x in sufs]
+        margins: list[Any] = [cache.get("confirmation", k) for k in keys]
+        todo = [i for i, m in enumerate(margins) if m is None]
+        out.append(margins)
+        if todo:
+            jobs.append((t.prefix, [sufs[i] for i in todo]))
+            where.append((len(out) - 1, todo, [keys[i] for i in todo]))
+    for (k, todo, keys), lps in zip(where, engine.branches(jobs, yes + no) if jobs else []):
+        for i, key, lp in zip(todo, keys, lps):
+            out[k][i] = engine.margin(lp, len(yes))
+            cache.put(key, out[k][i])
+    return [[float(m) for m in ms] for ms in out]
 
 
 def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chunk: list[int],
@@ -111,61 +148,72 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
     the literal first mention or None)`; `unit_chunk[i]` is the chunk of unit i in the
     compile without anchors."""
     movable = [(n, d, c) for n, d, c, _ in terms if c is not None and c > 0]
-    first_at = {n: a for n, _, c, a in terms if c is not None and c > 0}
+    first_at = {n: a for n, _, c, a in terms if c is not None and c > 0 and a is not None}
     if not movable:
         return Anchors({}, [], 0)
     horizon = max(c for _, _, c in movable)
     cand_units = [i for i, u in enumerate(units)
                   if unit_chunk[i] < horizon and u.kind != CODE and len(text[u.start:u.end].strip()) >= MIN_UNIT_CHARS]
-    vecs = np.zeros((len(cand_units), 0), dtype=np.float32)
-    rows: list[np.ndarray] = []
-    total = len(cand_units) + len(movable)
-    step = 64  # texts per batch of embeddings, so the progress bar moves
-    for k in range(0, len(cand_units), step):
-        part = cand_units[k : k + step]
-        rows.extend(unit_vectors(engine, cache, [text[units[i].start:units[i].end].strip() for i in part]))
+    literal_units = {n: next((i for i, u in enumerate(units) if u.start <= a < u.end), None) for n, a in first_at.items()}
+    extra = sorted({i for i in literal_units.values() if i is not None} - set(cand_units))
+    texts = [text[units[i].start:units[i].end].strip() for i in cand_units + extra]
+    texts += [term_text(n, d) for n, d, _ in movable]
+    vec_list: list[np.ndarray] = []
+    step = 64  # texts per call (packed into decodes), so the progress bar moves
+    for k in range(0, len(texts), step):
+        vec_list += unit_vectors(engine, cache, texts[k : k + step])
         if progress is not None:
-            progress("embed", k + len(part), total)
-    mu = None
-    if rows:
-        vecs = np.stack(rows)
-        if len(rows) >= 3:
-            mu = vecs.mean(axis=0)
-            vecs = _unit(vecs - mu)
+            progress("embed", min(k + step, len(texts)), len(texts))
+    allv = np.stack(vec_list)
+    nu = len(cand_units)
+    vecs = allv[:nu]
+    by_unit = {i: allv[k] for k, i in enumerate(cand_units + extra)}
+    mu = vecs.mean(axis=0) if nu >= 3 else None
+    vecs = _unit(vecs - mu) if mu is not None else _unit(vecs)
     chunk_of = np.asarray([unit_chunk[i] for i in cand_units], dtype=np.int64)
-    shortlist: list[tuple[str, str, int, float, float]] = []
+    shortlist: list[tuple[str, str, list[tuple[int, float]], float]] = []
     for k, (name, definition, first) in enumerate(movable):
-        tv = unit_vector(engine, cache, term_text(name, definition))
-        if mu is not None:
-            tv = _unit(tv - mu)
-        if progress is not None:
-            progress("embed", len(cand_units) + k + 1, total)
-        if not len(cand_units):
-            continue
+        tv = allv[nu + len(extra) + k]
+        tv = _unit(tv - mu) if mu is not None else _unit(tv)
         ok = np.flatnonzero(chunk_of < first)
-        if not ok.size:
-            continue
-        sims = vecs[ok] @ tv
-        order = ok[np.argsort(-sims, kind="stable")[:top_k]]
-        best = [int(j) for j in order if float(vecs[j] @ tv) >= (SIM_MIN if mu is not None else 0.9)]
+        best: list[tuple[int, float]] = []
+        if ok.size:
+            sims = vecs[ok] @ tv
+            for j in ok[np.argsort(-sims, kind="stable")[:top_k]]:
+                sim = float(vecs[j] @ tv)
+                if sim >= (SIM_MIN if mu is not None else 0.9):
+                    best.append((cand_units[int(j)], sim))
         literal = float("nan")
-        at = first_at.get(name)
-        if best and at is not None and mu is not None:
-            lu = next((u for u in units if u.start <= at < u.end), None)
-            if lu is not None:
-                lv = _unit(unit_vector(engine, cache, text[lu.start:lu.end].strip()) - mu)
-                literal = float(lv @ tv)
-        for j in best:
-            shortlist.append((name, definition, cand_units[int(j)], float(vecs[j] @ tv), literal))
+        lu = literal_units.get(name)
+        if best and lu is not None and mu is not None:
+            literal = float(_unit(by_unit[lu] - mu) @ tv)
+        if best:
+            shortlist.append((name, definition, best, literal))
+    # the anchor is the earliest confirmed unit, so each term's candidates are asked in
+    # the order they stand in the source, and a term stops at its first "yes": one round
+    # of questions (packed into few decodes) per rank, most terms done after the first
+    for _, _, best, _ in shortlist:
+        best.sort(key=lambda c: units[c[0]].start)
     candidates = []
     anchors: dict[str, int] = {}
-    for k, (name, definition, i, sim, literal) in enumerate(shortlist):
-        u = units[i]
-        margin = confirm(engine, cache, name, definition, text[u.start:u.end])
-        c = Candidate(name, i, sim, margin, literal)
-        candidates.append(c)
-        if c.confirmed and (name not in anchors or u.start < anchors[name]):
-            anchors[name] = u.start
+    open_ = list(range(len(shortlist)))
+    for rank in range(top_k):
+        open_ = [k for k in open_ if rank < len(shortlist[k][2])]
+        if not open_:
+            break
+        asks = [(shortlist[k][0], shortlist[k][1], [text[units[shortlist[k][2][rank][0]].start:
+                                                         units[shortlist[k][2][rank][0]].end]]) for k in open_]
+        still = []
+        for k, (margin,) in zip(open_, confirm_many(engine, cache, asks)):
+            name, _, best, literal = shortlist[k]
+            i, sim = best[rank]
+            c = Candidate(name, i, sim, margin, literal)
+            candidates.append(c)
+            if c.confirmed:
+                anchors[name] = units[i].start
+            else:
+                still.append(k)
+        open_ = still
         if progress is not None:
-            progress("confirm", k + 1, len(shortlist))
+            progress("confirm", len(shortlist) - len(open_), len(shortlist))
     return Anchors(anchors, candidates, len(cand_units))

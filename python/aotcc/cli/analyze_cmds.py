@@ -192,6 +192,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vocab_counter(model: str | None) -> Any:
+    """A token counter from the model's vocabulary alone (the core's GGUF tokenizer, no
+    llama.cpp) for the common-word filter of `--no-model-draft`; None when there is no
+    model to read (the filter then uses its small built-in list)."""
+    from aotcc.counting import gguf_tokenizer
+    from aotcc.errors import AotccError
+    from aotcc.models import default_model, resolve_model
+
+    try:
+        tok = gguf_tokenizer(default_model() if model in (None, "default") else resolve_model(model))
+    except AotccError:
+        return None
+    return lambda text: int(tok([text])[0])
+
+
 def _cmd_draft(args: argparse.Namespace) -> int:
     from aotcc import _core
     from aotcc.analyze import Cache, default_dir
@@ -217,7 +232,8 @@ def _cmd_draft(args: argparse.Namespace) -> int:
     bars = _Progress(enabled())
     engine = None if args.no_model_draft else _engine(args, args.model)
     try:
-        d = draft(engine, cache, text, use_model=engine is not None, progress=lambda k, n: bars("draft", k, n))
+        d = draft(engine, cache, text, use_model=engine is not None, count=None if engine else _vocab_counter(args.model),
+                  progress=lambda k, n: bars("draft", k, n))
         calls = engine.calls if engine is not None else None
         model_name = engine.path.name if engine is not None else None
     finally:
@@ -233,9 +249,10 @@ def _cmd_draft(args: argparse.Namespace) -> int:
     _core.Compiler(spec_json, str(out)).compile([(str(args.draft_terms), data)])
     atomic_write(out, toml_text.encode("utf-8"))
     extracted = sum(e.origin == "extracted" for e in d.entries)
+    mined = sum(e.origin == "mined" for e in d.entries)
     result = {
         "output": str(out), "terms": len(d.entries),
-        "extracted": extracted,
+        "extracted": extracted, "mined": mined,
         "proposed_by_model": [e.name for e in d.entries if e.origin == "model"],
         "attempts": d.attempts, "dropped": d.dropped, "pieces": d.pieces, "pieces_total": d.pieces_total,
         "model_calls": calls.to_dict() if calls else None, "cache": cache.stats.to_dict(),
@@ -246,10 +263,10 @@ def _cmd_draft(args: argparse.Namespace) -> int:
     elif not args.quiet:
         bad = [a for a in d.attempts if not a["ok"]]
         print(f"drafted {result['terms']} terms -> {show(out)} ({result['extracted']} from glossary-shaped lines, "
-              f"{len(d.entries) - extracted} proposed by the model; review them)", file=sys.stderr)
+              f"{mined} names the prompt keeps using, {len(d.entries) - extracted - mined} proposed by the model; "
+              "review them)", file=sys.stderr)
         for a in bad:
-            print(f"aotcc: warning: model answer for piece {a['piece'] + 1} malformed ({a['reason']})"
-                  + ("; retried with the JSON grammar" if not a["grammar"] else ""), file=sys.stderr)
+            print(f"aotcc: warning: model answer for piece {a['piece'] + 1} malformed ({a['reason']})", file=sys.stderr)
         if calls is not None:
             print(f"model calls: {calls.generations} generations ({calls.generated_tokens} tokens); cache: "
                   f"{cache.stats.total('hits')} hits, {cache.stats.total('misses')} misses", file=sys.stderr)

@@ -236,6 +236,29 @@ class Model:
 # --- context -------------------------------------------------------------------------
 
 
+class _GgmlTensor(ctypes.Structure):
+    """The leading fields of `struct ggml_tensor` (ggml.h of the pinned build), as far as
+    `name`: what the eval callback needs to find a tensor and read its rows."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("buffer", ctypes.c_void_p),
+        ("ne", ctypes.c_int64 * 4),
+        ("nb", ctypes.c_size_t * 4),
+        ("op", ctypes.c_int),
+        ("op_params", ctypes.c_int32 * 16),
+        ("flags", ctypes.c_int32),
+        ("src", ctypes.c_void_p * 10),
+        ("view_src", ctypes.c_void_p),
+        ("view_offs", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("name", ctypes.c_char * 64),
+    ]
+
+
+_GGML_TYPE_F32 = 0
+
+
 def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
     """log(sum(exp(row))) of each row, stable (float64 accumulation)."""
     m = x.max(axis=1)
@@ -271,6 +294,7 @@ class Context:
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
         embeddings: bool = False,
+        hidden: str | None = None,
     ) -> None:
         if settings.type_k not in KV_TYPES or settings.type_v not in KV_TYPES:
             raise LlamaError(f"unknown KV type {settings.type_k!r}/{settings.type_v!r}; expected one of {', '.join(KV_TYPES)}")
@@ -302,6 +326,36 @@ class Context:
         if embeddings:
             p.pooling_type = _ll.LLAMA_POOLING_TYPE_MEAN
         self.embeddings = embeddings
+        # hidden states: llama.cpp's eval callback sees every node of the graph as it is
+        # computed; the one named `hidden` (e.g. "attn_norm-17", the normed input of the
+        # last layer, which exists for every row of the batch, not only the output rows)
+        # is copied out, so a decode yields per-token vectors at no extra matrix work
+        self.hidden_name = hidden
+        self._hidden: list[np.ndarray] = []
+        self._capture = False
+        self._stop = False  # end the graph once the hidden state is read (nothing after it is wanted)
+        self._cb = None
+        if hidden is not None:
+            want = hidden.encode("utf-8")
+
+            @_ll.ggml_backend_sched_eval_callback
+            def _observe(t: int, ask: bool, user_data: ctypes.c_void_p) -> bool:  # pragma: no cover - C callback
+                if not self._capture:
+                    return not ask  # ask: nothing wanted; observe: carry on
+                tensor = ctypes.cast(t, ctypes.POINTER(_GgmlTensor)).contents
+                if tensor.name != want or tensor.type != _GGML_TYPE_F32:
+                    return not ask
+                if ask:
+                    return True
+                rows, width = int(tensor.ne[1]), int(tensor.ne[0])
+                if tensor.nb[0] == 4 and tensor.nb[1] == 4 * width and tensor.data:
+                    buf = ctypes.cast(tensor.data, ctypes.POINTER(ctypes.c_float))
+                    self._hidden.append(np.ctypeslib.as_array(buf, shape=(rows, width)).copy())
+                return not self._stop  # False: the scheduler computes nothing after this node
+
+            self._cb = _observe
+            p.cb_eval = _observe
+            p.cb_eval_user_data = None
         p.no_perf = True
         ptr = _ll.llama_init_from_model(model._ptr, p)
         if not ptr:
@@ -310,6 +364,7 @@ class Context:
         self.n_ctx: int = _ll.llama_n_ctx(ptr)
         self._mem = _ll.llama_get_memory(ptr)
         self._batch = _ll.llama_batch_init(settings.n_batch, 0, 1)
+        self._batch_seqs = 1  # sequence ids a row of `_batch` can hold
         self._lock = threading.RLock()
 
     def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
@@ -343,24 +398,60 @@ class Context:
 
     # decoding
 
-    def _run(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], logits: Sequence[bool],
-             what: str = "") -> None:
+    def _run(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int | Sequence[int]],
+             logits: Sequence[bool], what: str = "", hidden: bool = False, stop: bool = False) -> None:
         """One `llama_decode` of an explicit batch (row i: `tokens[i]` at `positions[i]`
-        of sequence `seqs[i]`, with logits when `logits[i]`). Call with the lock held."""
+        of sequence `seqs[i]` — or of every sequence in it, a row shared by several —
+        with logits when `logits[i]`). With `hidden`, `hidden_rows()` then holds each
+        row's hidden state; with `stop` too, the graph ends there (no logits, and the
+        KV cells of the layers after it are left unwritten: clear them). Call with the
+        lock held."""
         n = len(tokens)
+        width = max((1 if isinstance(q, int) else len(q) for q in seqs), default=1)
+        if width > self._batch_seqs:
+            _ll.llama_batch_free(self._batch)
+            self._batch = _ll.llama_batch_init(self.settings.n_batch, 0, width)
+            self._batch_seqs = width
         b = self._batch
         for i in range(n):
             b.token[i] = int(tokens[i])
             b.pos[i] = int(positions[i])
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = int(seqs[i])
+            q = seqs[i]
+            if isinstance(q, int):
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = q
+            else:
+                b.n_seq_id[i] = len(q)
+                for k, s in enumerate(q):
+                    b.seq_id[i][k] = int(s)
             b.logits[i] = bool(logits[i])
         b.n_tokens = n
-        rc = _ll.llama_decode(self._ptr, b)
+        if hidden and self.hidden_name is None:
+            raise LlamaError("this context was not created to read hidden states (hidden=...)")
+        if stop and (not hidden or any(logits[:n])):
+            raise LlamaError("a decode cut short after the hidden state reads no logits")
+        self._hidden = []
+        self._capture = hidden
+        self._stop = stop
+        try:
+            rc = _ll.llama_decode(self._ptr, b)
+        finally:
+            self._capture = self._stop = False
         if rc == 1:
             raise ContextFull(f"no free KV cells for {n} more tokens (n_ctx {self.n_ctx})")
         if rc != 0:
             raise LlamaError(f"llama_decode failed with code {rc}{what}")
+        if hidden and sum(len(h) for h in self._hidden) != n:
+            got = sum(len(h) for h in self._hidden)
+            raise LlamaError(f"{self.model.path.name}: llama.cpp's graph gave {got} rows of {self.hidden_name!r} "
+                             f"for {n} tokens (this model's graph may not name that tensor)")
+
+    def hidden_rows(self) -> np.ndarray:
+        """The hidden state of every row of the last decode made with `hidden` (float32,
+        shape (rows, n_embd)), in batch order."""
+        if not self._hidden:
+            raise LlamaError("no hidden states: the last decode did not ask for them")
+        return self._hidden[0] if len(self._hidden) == 1 else np.concatenate(self._hidden)
 
     def _logits(self, rows: int) -> np.ndarray:
         """A view of the logits of the last decode's `rows` logit rows."""
@@ -435,6 +526,55 @@ class Context:
                 nxt = np.asarray([targets[i] for i in picked], dtype=np.int64)
                 out[picked] = block[np.arange(len(picked)), nxt] - _logsumexp_rows(block)
         return out
+
+    def score_rows(
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        seqs: Sequence[int | Sequence[int]],
+        targets: Sequence[Sequence[int]],
+        *,
+        hidden: bool = False,
+    ) -> list[np.ndarray]:
+        """`score_batch` generalised: a row may belong to several sequences (`seqs[i]` a
+        list: a prefix shared by the sequences that branch from it) and be scored against
+        several next tokens (the branches' first tokens). Logits are computed only for
+        rows with targets. Returns, per row, log p of each of its targets (float32).
+        With `hidden`, `hidden_rows()` holds every row's hidden state afterwards."""
+        n = len(tokens)
+        if not (n == len(positions) == len(seqs) == len(targets)):
+            raise LlamaError("score_rows: tokens, positions, seqs and targets differ in length")
+        if n > self.settings.n_batch:
+            raise LlamaError(f"score_rows: {n} rows exceed n_batch {self.settings.n_batch}")
+        out = [np.zeros(0, dtype=np.float32) for _ in range(n)]
+        if n == 0:
+            return out
+        want = [len(t) > 0 for t in targets]
+        picked = [i for i in range(n) if want[i]]
+        with self._lock:
+            self._run(tokens, positions, seqs, want, hidden=hidden)
+            if picked:
+                block = self._logits(len(picked))
+                lse = _logsumexp_rows(block)
+                for r, i in enumerate(picked):
+                    ids = np.asarray(targets[i], dtype=np.int64)
+                    out[i] = (block[r, ids] - lse[r]).astype(np.float32)
+        return out
+
+    def hidden_only(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int]) -> np.ndarray:
+        """One decode of at most n_batch rows, cut short after the graph node `hidden`:
+        every row's hidden state there (float32, (rows, n_embd)) at the cost of the
+        layers before it. The cells it leaves behind hold only those layers, so the
+        context is cleared after it."""
+        n = len(tokens)
+        if n > self.settings.n_batch:
+            raise LlamaError(f"hidden_only: {n} rows exceed n_batch {self.settings.n_batch}")
+        with self._lock:
+            try:
+                self._run(tokens, positions, seqs, [False] * n, hidden=True, stop=True)
+                return self.hidden_rows()
+            finally:
+                self.clear()
 
     def logits_rows(self, tokens: Sequence[int], *, seq: int = 0, pos: int = 0) -> np.ndarray:
         """Decodes `tokens` into `seq` at positions `pos…` (one batch, at most n_batch)
