@@ -4,7 +4,9 @@ f16 prefill (full-size cache) of the same compiled prompt, on the same build:
 - greedy agreement: the bundle's free-running greedy answer equals the cold one, token
   for token (`--tokens` tokens, no stop sequences);
 - top-1 agreement: along the cold answer (teacher-forced, one batch on both sides), the
-  share of positions where the bundle's most likely token is the cold one's;
+  share of positions where the bundle's most likely token is the cold prefill's most
+  likely token in the same batch (not the greedy token: one-token steps and a batch
+  round differently, and that alone moved 3% of Gemma's positions);
 - logprob gap: the largest difference, over every position of every query, in the
   log-probability of the cold answer's token.
 
@@ -37,7 +39,10 @@ def queries(compiled) -> list[str]:
     out += [f"\n\nQuestion: What is the {t.name} and when does it apply?\nAnswer:" for t in compiled.terms if t.injected]
     out += [f"\n\nQuestion: What should an agent do first when a customer says '{s}'?\nAnswer:" for s in (
         "my internet is down", "I want a refund", "the light is blinking amber", "cancel my plan", "my node is offline",
-        "I was charged twice", "can you send a new hub")]
+        "I was charged twice", "can you send a new hub", "I moved house", "my wifi is slow upstairs",
+        "the app says my hub is unreachable", "I never agreed to this charge", "my neighbour can see my network",
+        "the replacement has not arrived", "I want to speak to a manager", "my son changed the password",
+        "the hub is very hot", "I lost the return label", "you closed my ticket without asking")]
     return out
 
 
@@ -82,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="gemma3-270m,smollm2-135m")
-    p.add_argument("--tokens", type=int, default=24)
-    p.add_argument("--paragraphs", type=int, default=40, help="example paragraphs in the prompt (default 40)")
+    p.add_argument("--tokens", type=int, default=16)
+    p.add_argument("--paragraphs", type=int, default=24, help="example paragraphs in the prompt (default 24, ~2k tokens)")
     p.add_argument("-o", "--output")
     a = p.parse_args(argv)
     text = "\n\n".join((ROOT / "examples" / "support_agent.md").read_text().split("\n\n")[: a.paragraphs]) + "\n"
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         same += greedy(b, q, a.tokens) == r
                         rows = logsoftmax(forced(rt, b, q, r))
-                        agree += int((rows.argmax(axis=-1) == np.asarray(r)).sum())
+                        agree += int((rows.argmax(axis=-1) == rr.argmax(axis=-1)).sum())
                         positions += len(r)
                         idx = np.arange(len(r))
                         gaps += list(np.abs(rows[idx, r] - rr[idx, r]))
