@@ -109,8 +109,13 @@ impl Partitioner {
     pub(crate) fn new(
         ordered: &[(u32, &[u8], bool, bool)],
     ) -> Result<Partitioner, aho_corasick::BuildError> {
-        let usable: Vec<&(u32, &[u8], bool, bool)> =
-            ordered.iter().filter(|t| !t.1.is_empty()).collect();
+        // A token text that is not UTF-8 (only a crafted vocabulary has one) could match
+        // inside a character of the text, and the text's pieces must stay `str`: such a
+        // token never cuts. A UTF-8 text matches only on character boundaries.
+        let usable: Vec<&(u32, &[u8], bool, bool)> = ordered
+            .iter()
+            .filter(|t| !t.1.is_empty() && std::str::from_utf8(t.1).is_ok())
+            .collect();
         if usable.is_empty() {
             return Ok(Partitioner {
                 automaton: None,
