@@ -196,7 +196,8 @@ def test_cli_verify_and_export_refuse_forged_bundles(cli, tmp_path, good):
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    pytest.importorskip("llama_cpp")
+    import llama_cpp  # noqa: F401  (`make test` installs it; missing, these tests fail rather than skip)
+
     d = tmp_path_factory.mktemp("real")
     excerpt = d / "excerpt.md"
     excerpt.write_text("\n\n".join(EXAMPLE_PROMPT.read_text().split("\n\n")[:4]) + "\n")
