@@ -118,13 +118,18 @@ def run_on_ray(todo: list[Job], manifest: Manifest, out: Path, address: str,
                 except Exception as e:
                     finish({"id": j.id, "kind": j.kind, "status": "failed", "error": f"ray worker failed: {e}"})
     finally:
-        for pool in pools.values():
-            for w in pool:
-                try:
-                    ray.get(w.close.remote(), timeout=30)
-                    ray.kill(w)
-                except Exception:
-                    pass
+        _release(ray, [w for pool in pools.values() for w in pool])
+
+
+def _release(ray: Any, actors: list[Any]) -> None:
+    """Closes each actor (its models freed) and kills it; an actor that fails or does not
+    answer in 30 s is left to Ray, and none stops the others."""
+    for a in actors:
+        try:
+            ray.get(a.close.remote(), timeout=30)
+            ray.kill(a)
+        except Exception:
+            pass
 
 
 def window_scatter(address: str, model: str | os.PathLike[str]) -> tuple[Any, Callable[[], None]]:
@@ -164,12 +169,7 @@ def window_scatter(address: str, model: str | os.PathLike[str]) -> tuple[Any, Ca
         return out
 
     def stop() -> None:
-        for a in actors:
-            try:
-                ray.get(a.close.remote(), timeout=30)
-                ray.kill(a)
-            except Exception:
-                pass
+        _release(ray, actors)
         if started:
             ray.shutdown()
 
