@@ -189,8 +189,13 @@ def test_paraphrase_moves_definition_to_its_chunk(engine, shared_cache):
     assert a.compiled.text.count("Customers can get their money back") == 1
     # a term whose literal mention comes first is not moved
     assert _term(a.compiled, "Express Delivery").first_chunk == _term(plain, "Express Delivery").first_chunk
-    # linear cost: one embedding per candidate unit and per term, top-k confirmations per term
-    assert a.calls.confirmations <= 3 * len(REFUND_SPEC["terms"])
+    # no yes/no unless asked; with --confirm, the model is asked and says yes here, at
+    # most top-k questions per term (linear cost)
+    assert a.calls.confirmations == 0 and all(c.margin is None for c in a.candidates)
+    asked = analyze(text, REFUND_SPEC, engine=engine, cache_dir=shared_cache, budget=SEM_BUDGET, boundaries=False,
+                    confirm=True)
+    assert 1 <= asked.calls.confirmations + asked.cache.hits.get("confirmation", 0) <= 3 * len(REFUND_SPEC["terms"])
+    assert asked.anchors == a.anchors and asked.candidates[0].margin is not None
 
 
 def test_no_paraphrase_no_move(engine, shared_cache):

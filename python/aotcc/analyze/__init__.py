@@ -61,7 +61,7 @@ class Move:
     offset: int
     sentence: str
     similarity: float
-    margin: float
+    margin: float | None  # the yes/no margin, None when not asked
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Analysis:
             "boundaries": [b.__dict__ for b in self.boundaries],
             "moved": [mv.__dict__ for mv in self.moves],
             "candidates": [{"term": c.term, "unit": c.unit, "similarity": round(c.similarity, 4),
-                            "margin": round(c.margin, 4),
+                            "margin": None if c.margin is None else round(c.margin, 4),
                             "literal_similarity": None if c.literal != c.literal else round(c.literal, 4),
                             "confirmed": c.confirmed} for c in self.candidates],
             "model_calls": self.calls.to_dict(), "cache": self.cache.to_dict(), "seconds": round(self.seconds, 3),
@@ -112,6 +112,7 @@ def analyze(
     semantic: bool = True,
     top_k: int = 3,
     threshold: float = 1.0,
+    confirm: bool = False,
     progress: ProgressFn | None = None,
     scatter: _boundaries.Scatter | None = None,
     **compile_options: Any,
@@ -122,7 +123,9 @@ def analyze(
     cache). Pass an open `engine` to reuse a loaded model across calls. The compile
     options come as `options=CompileOptions(...)` or as its keywords (`budget=256`).
     `scatter` computes the surprisal windows elsewhere (`aotcc analyze --ray`); the
-    result is the same.
+    result is the same. `confirm` asks the model a yes/no about each shortlisted sentence
+    before a definition moves (off by default: Gemma 3 270M said yes to every one it was
+    asked, and it is costly; docs/analyze.md).
     """
     opts = options if options is not None else CompileOptions(**compile_options)
     budget = opts.budget
@@ -166,7 +169,7 @@ def analyze(
             rows = [(str(t.get("name")), str(t.get("definition")), first_chunk.get(i), first_at.get(i))
                     for i, t in enumerate(spec_terms)]
             found = _semantic.analyse(
-                eng, cache, text, units, unit_chunk, rows, top_k=top_k,
+                eng, cache, text, units, unit_chunk, rows, top_k=top_k, confirm=confirm,
                 progress=(lambda s, d, t: progress(s, d, t)) if progress else None,
             )
             anchors = found.anchors
@@ -221,7 +224,8 @@ def _moves(compiled: Compiled, plain: Compiled, text: str, units: list[Unit], fo
             continue
         u = units[c.unit]
         out.append(Move(t.name, int(was), int(t.first_chunk), u.start,
-                        " ".join(text[u.start:u.end].split()), round(c.similarity, 4), round(c.margin, 4)))
+                        " ".join(text[u.start:u.end].split()), round(c.similarity, 4),
+                        None if c.margin is None else round(c.margin, 4)))
     return out
 
 

@@ -37,14 +37,14 @@ from aotcc.analyze.engine import Engine
 from aotcc.units import HEADING, Unit
 
 #: tokens scored at the start of each unit
-ONSET = 6
+ONSET = 4
 #: window sizes in model tokens (content-defined edges between MIN and MAX)
 WINDOW_MIN, WINDOW_MAX = 160, 448
 #: tokens of the previous window's last unit decoded before a window
 PREFIX = 48
 #: units in the local baseline before a candidate
 BASELINE = 6
-VERSION = "boundaries-v3"
+VERSION = "boundaries-v4"
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,11 @@ def windows(text: str, units: list[Unit], counts: list[int]) -> list[Window]:
         t = counts[i]
         if cur:
             chosen = u.level >= 2 and zlib.crc32(text[u.start:u.end].encode("utf-8")) % 3 == 0
-            if u.kind == HEADING or size + t > WINDOW_MAX or (size >= WINDOW_MIN and chosen):
+            # a heading opens a window unless the window so far is only headings (a
+            # section's title and its subsection's stay together: a window of a lone
+            # heading would pay a whole carried-over prefix to score one line)
+            heading = u.kind == HEADING and any(units[j].kind != HEADING for j in cur)
+            if heading or size + t > WINDOW_MAX or (size >= WINDOW_MIN and chosen):
                 close()
                 cur, size = [], 0
         cur.append(i)
@@ -115,7 +119,9 @@ def window_passes(engine: Engine, text: str, units: list[Unit], ws: list[Window]
             s, e = units[i].start - w.start, units[i].end - w.start
             first = int(np.searchsorted(starts, s, side="left"))
             last = int(np.searchsorted(starts, e, side="left"))
-            idx = list(range(first, min(last, first + ONSET)))
+            # a heading is a boundary already, and its own line says little about the
+            # prose around it: it is decoded (context for what follows), not scored
+            idx = [] if units[i].kind == HEADING else list(range(first, min(last, first + ONSET)))
             spans.append(idx)
             want += idx
         out.append([None] * len(w.units))
@@ -134,11 +140,13 @@ def _alone_surprisal(engine: Engine, cache: Cache, text: str, units: list[Unit])
     todo: list[tuple[int, str, list[int]]] = []
     for i, u in enumerate(units):
         body = text[u.start:u.end].strip()
+        if u.kind == HEADING or not body:  # headings are not scored (see window_passes)
+            continue
         key = key_of("alone", version=VERSION, onset=ONSET, settings=engine.settings, body=body)
         hit = cache.get("alone", key)
         if hit is not None:
             out[i] = float("nan") if hit == "nan" else float(hit)
-        elif body:
+        else:
             todo.append((i, key, engine.tokenize(body)[:ONSET]))
     if todo:
         scored = engine.surprisal_alone([t for _, _, t in todo])
