@@ -28,7 +28,7 @@ pub enum Value {
     /// A string (raw bytes: GGUF promises UTF-8 but vocabularies hold byte pieces).
     Str(Vec<u8>),
     /// An array of strings.
-    StrArray(Vec<Vec<u8>>),
+    StrArray(StrList),
     /// An array of `f32`.
     F32Array(Vec<f32>),
     /// An array of `i32`.
@@ -40,6 +40,54 @@ pub enum Value {
         /// The number of elements.
         len: u64,
     },
+}
+
+/// An array of strings, stored end to end in one buffer (a 262k-token vocabulary is
+/// then two allocations, not 262k).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StrList {
+    bytes: Vec<u8>,
+    /// `ends[i]` is where string i ends in `bytes` (it starts where i - 1 ends)
+    ends: Vec<usize>,
+}
+
+impl StrList {
+    /// The number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// String `i` (panics when `i >= len()`).
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// The strings in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Appends a string.
+    pub fn push(&mut self, s: &[u8]) {
+        self.bytes.extend_from_slice(s);
+        self.ends.push(self.bytes.len());
+    }
+}
+
+impl<T: AsRef<[u8]>> FromIterator<T> for StrList {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> StrList {
+        let mut out = StrList::default();
+        for s in iter {
+            out.push(s.as_ref());
+        }
+        out
+    }
 }
 
 impl Value {
@@ -188,9 +236,12 @@ impl<'a> Cursor<'a> {
         }
         Ok(match elem {
             8 => {
-                let mut v = Vec::with_capacity(len as usize);
+                let mut v = StrList {
+                    bytes: Vec::new(),
+                    ends: Vec::with_capacity(len as usize),
+                };
                 for _ in 0..len {
-                    v.push(self.string("array string")?.to_vec());
+                    v.push(self.string("array string")?);
                 }
                 Value::StrArray(v)
             }
@@ -415,7 +466,7 @@ mod tests {
         assert_eq!(g.get_str("general.architecture").unwrap().unwrap(), "llama");
         assert_eq!(
             g.get("tokenizer.ggml.tokens"),
-            Some(&Value::StrArray(vec![b"a".to_vec(), b"b".to_vec()]))
+            Some(&Value::StrArray(["a", "b"].into_iter().collect()))
         );
         assert_eq!(
             g.get("tokenizer.ggml.scores"),

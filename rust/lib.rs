@@ -50,7 +50,7 @@ pub use compile::{
 pub use count::{Counter, Estimator, ESTIMATOR_FINGERPRINT};
 pub use detect::{Detector, Occurrence};
 pub use error::{Error, ErrorKind};
-pub use gguf::{Gguf, Value as GgufValue};
+pub use gguf::{Gguf, StrList as GgufStrList, Value as GgufValue};
 pub use hash::{blake3_hex, hash_file};
 pub use segment::{segment, Unit, UnitKind};
 pub use spec::{Spec, SpecOptions, Term};

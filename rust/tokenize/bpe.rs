@@ -62,7 +62,7 @@ impl Merges {
     /// Builds the table from the vocabulary and the `tokenizer.ggml.merges` strings
     /// (`"left right"`, split at the first space after the first byte; the first
     /// entry of a pair wins).
-    pub(crate) fn new(tokens: &[Box<[u8]>], merges: &[Vec<u8>]) -> Merges {
+    pub(crate) fn new(vocab: &super::Vocab, merges: &crate::gguf::StrList) -> Merges {
         let mut m = Merges {
             intern: FxHashMap::default(),
             token_of: Vec::new(),
@@ -71,9 +71,9 @@ impl Merges {
             byte_symbol: [None; 256],
             byte_utf8: Vec::new(),
         };
-        for (id, t) in tokens.iter().enumerate() {
-            let i = m.intern(t);
-            m.token_of[i as usize] = Some(id as u32);
+        for id in 0..vocab.len() as u32 {
+            let i = m.intern(vocab.text(id));
+            m.token_of[i as usize] = Some(id);
         }
         for (rank, line) in merges.iter().enumerate() {
             let (left, right): (&[u8], &[u8]) = match line.iter().skip(1).position(|&b| b == b' ') {
