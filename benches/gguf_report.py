@@ -49,11 +49,13 @@ def main(argv: list[str]) -> int:
         v = mb_s(role)
         if v:
             lines.append(f"| ≥ {factor}× llama.cpp {label} | {ours / v:.1f}× | {'met' if ours / v >= factor else 'MISSED'} |")
-    for role, label in (("gguf-e2e", "aotcc.compile() with gemma.gguf"), ("gguf-cli", "`aotcc compile --tokenizer gemma.gguf` process")):
+    # issue 4: the compile within 1.5 s; issue 16: the whole CLI process within 0.5 s
+    for role, label, goal in (("gguf-e2e", "aotcc.compile() with gemma.gguf", 1.5),
+                              ("gguf-cli", "`aotcc compile --tokenizer gemma.gguf`, whole process", 0.5)):
         b = by_role.get(role)
         if b:
             s = b["stats"]["median"]
-            lines.append(f"| {label} ≤ 1.5 s | {s:.2f} s | {'met' if s <= 1.5 else 'MISSED'} |")
+            lines.append(f"| {label} ≤ {goal:g} s | {s:.2f} s | {'met' if s <= goal else 'MISSED'} |")
     text = "\n".join(lines) + "\n"
     out = path.parent / "gguf_report.md"
     out.write_text(text)

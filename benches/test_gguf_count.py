@@ -5,7 +5,8 @@ paragraphs with the byte-level BPE tokenizer.json the e2e bench trains; a differ
 smaller vocabulary, so a speed peer only), in the same run; and `aotcc compile
 --tokenizer gemma.gguf` end to end. benches/gguf_report.py prints the ratios.
 
-Goals (issue 4): counts at ≥ 5 MB/s; the e2e compile within 1.5 s. Every aotcc round
+Goals (issue 4): counts at ≥ 5 MB/s; the e2e compile within 1.5 s; (issue 16) the
+whole `aotcc compile --tokenizer gemma.gguf` process within 0.5 s. Every aotcc round
 starts cold: a fresh tokenizer (empty count cache) and no disk cache.
 """
 
@@ -29,6 +30,7 @@ from test_compile_e2e import tokenizer_json  # noqa: F401  (the shared trained B
 GROUP = "gemma-count"
 GOAL_MB_S = 5.0
 GOAL_E2E_SECONDS = 1.5
+GOAL_CLI_SECONDS = 0.5  # issue 16: the whole process
 
 
 @pytest.fixture(scope="module")
@@ -159,4 +161,4 @@ def test_e2e_cli_compile_gemma_gguf(benchmark, gemma, corpus, tmp_path):
 
     manifest = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
     _info(benchmark, "aotcc compile CLI process with --tokenizer gemma.gguf (no count cache)", len(corpus.data),
-          role="gguf-cli", in_process_seconds=manifest["seconds"], goal_seconds=GOAL_E2E_SECONDS)
+          role="gguf-cli", in_process_seconds=manifest["seconds"], goal_seconds=GOAL_CLI_SECONDS)
