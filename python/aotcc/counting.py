@@ -51,8 +51,16 @@ class HFTokenizer:
         self.fingerprint = f"tokenizers:{_core.blake3_hex(data)[:16]}"
         self._encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
 
+    #: pieces encoded per call of `tokenizers`: its encodings (ids, offsets, masks, token
+    #: strings) take about 100 bytes a token, so a batch of 16k units of a 4 MB prompt
+    #: held ~80 MB at once; a thousand pieces at a time holds a few MB, as fast
+    SUB_BATCH = 1024
+
     def __call__(self, pieces: list[str]) -> list[int]:
-        return [len(e) for e in self._encode(pieces, add_special_tokens=False)]
+        out: list[int] = []
+        for k in range(0, len(pieces), self.SUB_BATCH):
+            out += [len(e) for e in self._encode(pieces[k : k + self.SUB_BATCH], add_special_tokens=False)]
+        return out
 
 
 log = logging.getLogger("aotcc")
