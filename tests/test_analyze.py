@@ -128,6 +128,26 @@ def _f1(predicted: set[int], truth: set[int]) -> float:
     return 2 * p * r / (p + r)
 
 
+# --- scoring rows ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 9, 40])
+def test_log_softmax_normaliser_matches_the_direct_formula(rows):
+    """The blocked, threaded log-sum-exp of logits rows (what every scored row pays
+    for) gives the whole-array formula's values, for row counts below, at and above a
+    block and split over threads; a row with a huge logit does not overflow."""
+    from aotcc.llama.backend import _logsumexp_rows
+
+    x = np.random.default_rng(rows).standard_normal((rows, 262_144), dtype=np.float32) * 4
+    if rows:
+        x[-1, 123] = 1e4
+    m = x.max(axis=1) if rows else np.zeros(0, np.float32)
+    direct = (m + np.log(np.exp(x - m[:, None]).sum(axis=1, dtype=np.float64))).astype(np.float32)
+    got = _logsumexp_rows(x)
+    assert got.shape == (rows,) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, direct)
+
+
 # --- boundaries ----------------------------------------------------------------------
 
 
