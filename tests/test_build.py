@@ -239,6 +239,37 @@ def test_ray_build_gives_the_outputs_of_a_local_build(tmp_path: Path) -> None:
     assert files(on_ray) == files(local)
 
 
+def test_model_work_on_a_node_takes_turns() -> None:
+    """Ray actors on one node decode one at a time (llama.cpp takes every core): while
+    another process holds the node's model-work lock, taking it waits; a job without a
+    model never takes it."""
+    from aotcc.build import Job
+    from aotcc.build_ray import one_model_job_per_node, uses_model
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom aotcc.build_ray import one_model_job_per_node\n"
+         "with one_model_job_per_node():\n    print('held', flush=True)\n    time.sleep(1.5)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        t = time.perf_counter()
+        with one_model_job_per_node():
+            waited = time.perf_counter() - t
+        assert waited > 0.5, waited
+    finally:
+        holder.wait(timeout=30)
+
+    class M:
+        analyze = False
+
+    model = object()
+    assert uses_model(Job("p/m.aotkv", "bundle", None, model, None, Path("x")), M())
+    assert not uses_model(Job("p/x.aotc", "compile", None, model, None, Path("x")), M())
+    M.analyze = True
+    assert uses_model(Job("p/x.aotc", "compile", None, model, None, Path("x")), M())
+    assert not uses_model(Job("p/a.json", "export", None, None, "anthropic", Path("x")), M())
+
+
 def test_an_unreachable_ray_cluster_is_an_error_within_30_s(tmp_path: Path) -> None:
     import ray  # noqa: F401  (installed by `make test`)
 
