@@ -23,6 +23,7 @@ from aotcc.analyze import Cache, Engine, analyze
 from aotcc.analyze import draft as draft_mod
 from aotcc.spec import load_spec
 from aotcc.units import segment
+from conftest import EXAMPLE_PROMPT, EXAMPLE_TERMS
 
 pytestmark = pytest.mark.model
 
@@ -216,6 +217,18 @@ def test_paraphrase_moves_definition_to_its_chunk(engine, shared_cache):
                     confirm=True)
     assert 1 <= asked.calls.confirmations + asked.cache.hits.get("confirmation", 0) <= 3 * len(REFUND_SPEC["terms"])
     assert asked.anchors == a.anchors and asked.candidates[0].margin is not None
+
+
+def test_a_sentence_anchors_only_the_term_it_is_most_about(engine, shared_cache):
+    """On the real example prompt (29 terms, no deliberate paraphrase), the opening
+    paragraphs are close to nearly every term, and as the earliest shortlisted sentence
+    they anchored 26 of them (several to one paragraph). A sentence is now a candidate
+    only for the term it is closest to, so no sentence anchors two terms, and most
+    definitions stay at their literal first mention."""
+    a = analyze(EXAMPLE_PROMPT, EXAMPLE_TERMS, engine=engine, cache_dir=shared_cache, boundaries=False)
+    units = [c.unit for c in a.candidates]
+    assert len(units) == len(set(units)), [(c.term, c.unit) for c in a.candidates]
+    assert len(a.anchors) < len(a.compiled.terms) / 2, a.anchors
 
 
 def test_no_paraphrase_no_move(engine, shared_cache):

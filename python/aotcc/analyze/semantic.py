@@ -36,9 +36,9 @@ import numpy as np
 
 from aotcc.analyze.cache import Cache, key_of
 from aotcc.analyze.engine import Engine
-from aotcc.units import CODE, Unit
+from aotcc.units import CODE, HEADING, Unit
 
-VERSION = "semantic-v3"
+VERSION = "semantic-v3"  # (the embeddings it caches; the gate is not cached)
 #: confirmed when log p(yes) - log p(no) reaches this
 MARGIN = 0.0
 #: centred cosine a unit needs to be shortlisted for a term
@@ -159,11 +159,15 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
         return Anchors({}, [], 0)
     horizon = max(c for _, _, c in movable)
     cand_units = [i for i, u in enumerate(units)
-                  if unit_chunk[i] < horizon and u.kind != CODE and len(text[u.start:u.end].strip()) >= MIN_UNIT_CHARS]
+                  if unit_chunk[i] < horizon and u.kind not in (CODE, HEADING)
+                  and len(text[u.start:u.end].strip()) >= MIN_UNIT_CHARS]
     literal_units = {n: next((i for i, u in enumerate(units) if u.start <= a < u.end), None) for n, a in first_at.items()}
     extra = sorted({i for i in literal_units.values() if i is not None} - set(cand_units))
     texts = [text[units[i].start:units[i].end].strip() for i in cand_units + extra]
-    texts += [term_text(n, d) for n, d, _ in movable]
+    # every term the text names competes for each sentence (see `own` below), the
+    # movable ones first
+    others = [(n, d) for n, d, c, _ in terms if c == 0]
+    texts += [term_text(n, d) for n, d, _ in movable] + [term_text(n, d) for n, d in others]
     vec_list: list[np.ndarray] = []
     step = 64  # texts per call (packed into decodes), so the progress bar moves
     for k in range(0, len(texts), step):
@@ -177,11 +181,16 @@ def analyse(engine: Engine, cache: Cache, text: str, units: list[Unit], unit_chu
     mu = vecs.mean(axis=0) if nu >= 3 else None
     vecs = _unit(vecs - mu) if mu is not None else _unit(vecs)
     chunk_of = np.asarray([unit_chunk[i] for i in cand_units], dtype=np.int64)
+    tvs = allv[nu + len(extra):]
+    tvs = _unit(tvs - mu) if mu is not None else _unit(tvs)
+    # a sentence is evidence only for the term it is closest to: generic opening lines
+    # sit close to every term, and as the earliest shortlisted sentence they anchored
+    # 26 of the example prompt's 29 terms, several to one paragraph (9 now)
+    own = np.argmax(vecs @ tvs.T, axis=1) if len(tvs) > 1 else np.zeros(nu, dtype=np.int64)
     shortlist: list[tuple[str, str, list[tuple[int, float]], float]] = []
     for k, (name, definition, first) in enumerate(movable):
-        tv = allv[nu + len(extra) + k]
-        tv = _unit(tv - mu) if mu is not None else _unit(tv)
-        ok = np.flatnonzero(chunk_of < first)
+        tv = tvs[k]
+        ok = np.flatnonzero((chunk_of < first) & (own == k))
         best: list[tuple[int, float]] = []
         if ok.size:
             sims = vecs[ok] @ tv
