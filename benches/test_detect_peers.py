@@ -205,26 +205,25 @@ def _scan_counting(db, data: bytes) -> int:
     return count
 
 
-def test_hyperscan_literal(benchmark, any_corpus):
-    db, compile_seconds = _hyperscan(any_corpus, word_boundaries=False)
-    matches = benchmark.pedantic(_scan_counting, args=(db, any_corpus.data), rounds=ROUNDS_MEDIUM, iterations=1,
+def _bench_hyperscan(benchmark, corpus, word_boundaries: bool, contender: str, role: str, note: str) -> None:
+    db, compile_seconds = _hyperscan(corpus, word_boundaries=word_boundaries)
+    matches = benchmark.pedantic(_scan_counting, args=(db, corpus.data), rounds=ROUNDS_MEDIUM, iterations=1,
                                  warmup_rounds=1)
     assert matches > 0
-    _info(benchmark, "Hyperscan caseless literals (match only)", any_corpus, len(any_corpus.data),
-          matches=matches, compile_seconds=compile_seconds, role="hyperscan-literal",
-          note=f"no word boundaries, every match reported, one core; db compile {compile_seconds:.2f} s not timed")
+    _info(benchmark, contender, corpus, len(corpus.data), matches=matches, compile_seconds=compile_seconds, role=role,
+          note=f"{note}, every match reported, one core; db compile {compile_seconds:.2f} s not timed")
+
+
+def test_hyperscan_literal(benchmark, any_corpus):
+    _bench_hyperscan(benchmark, any_corpus, False, "Hyperscan caseless literals (match only)", "hyperscan-literal",
+                     "no word boundaries")
 
 
 def test_hyperscan_word_boundaries(benchmark, any_corpus):
     if any_corpus.key == "10k-terms":
         pytest.skip("compiling 30,000 \\b regexes takes Hyperscan over a minute; measured on the other corpora")
-    db, compile_seconds = _hyperscan(any_corpus, word_boundaries=True)
-    matches = benchmark.pedantic(_scan_counting, args=(db, any_corpus.data), rounds=ROUNDS_MEDIUM, iterations=1,
-                                 warmup_rounds=1)
-    assert matches > 0
-    _info(benchmark, "Hyperscan caseless \\b regexes (UTF-8, ASCII \\b)", any_corpus, len(any_corpus.data),
-          matches=matches, compile_seconds=compile_seconds, role="hyperscan-boundary",
-          note=f"ASCII word boundaries, every match reported, one core; db compile {compile_seconds:.1f} s not timed")
+    _bench_hyperscan(benchmark, any_corpus, True, "Hyperscan caseless \\b regexes (UTF-8, ASCII \\b)",
+                     "hyperscan-boundary", "ASCII word boundaries")
 
 
 def _reference_spec(reference, spec: dict):
