@@ -60,8 +60,8 @@ fn vocab_hash(text: &[u8]) -> usize {
 impl Vocab {
     /// The vocabulary of `texts` (token i is `texts[i]`); `Err(i)` when token i's text
     /// repeats an earlier one.
-    pub(crate) fn new<'a>(
-        texts: impl ExactSizeIterator<Item = &'a [u8]>,
+    pub(crate) fn new<T: AsRef<[u8]>>(
+        texts: impl ExactSizeIterator<Item = T>,
         scores: Vec<f32>,
     ) -> Result<Vocab, usize> {
         let n = texts.len();
@@ -69,7 +69,7 @@ impl Vocab {
         let mut starts = Vec::with_capacity(n + 1);
         starts.push(0);
         for t in texts {
-            bytes.extend_from_slice(t);
+            bytes.extend_from_slice(t.as_ref());
             starts.push(bytes.len());
         }
         let mut slots = vec![0u32; (2 * n).next_power_of_two().max(2)].into_boxed_slice();
@@ -417,27 +417,15 @@ impl GgufTokenizer {
                 )))
             }
         };
-        let empty: Vec<(usize, Vec<u8>)> = texts
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.is_empty())
-            .map(|(i, _)| (i, format!("[EMPTY_{i}]").into_bytes()))
-            .collect();
-        let mut named = empty.iter().peekable();
-        let vocab = Vocab::new(
-            texts.iter().enumerate().map(|(i, t)| match named.peek() {
-                Some((j, text)) if *j == i => {
-                    named.next();
-                    &text[..]
-                }
-                _ => t,
-            }),
-            scores,
-        )
-        .map_err(|i| {
+        // an empty token text gets a name of its own, as llama.cpp gives it
+        let text_of = |i: usize| match texts.get(i) {
+            b"" => std::borrow::Cow::Owned(format!("[EMPTY_{i}]").into_bytes()),
+            t => std::borrow::Cow::Borrowed(t),
+        };
+        let vocab = Vocab::new((0..n).map(text_of), scores).map_err(|i| {
             input_error(format!(
                 "{name}: token {i} ({:?}) appears twice in the vocabulary",
-                String::from_utf8_lossy(texts.get(i))
+                String::from_utf8_lossy(&text_of(i))
             ))
         })?;
         let mut attrs: Vec<u8> = types
